@@ -1,0 +1,507 @@
+/* main.c - sockchatd: options, configuration file, signals, the loop.
+ *
+ * Options come from GOption and, with --config, from a GKeyFile whose keys
+ * are the long option names; the command line wins over the file. SIGHUP
+ * re-reads the file; SIGINT and SIGTERM say bye to everyone and exit 0.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "frame.h"
+#include "log.h"
+#include "loop.h"
+#include "server.h"
+
+#define CONFIG_GROUP "sockchatd"
+#define SHUTDOWN_DEADLINE_MS 800 /* bye must be out within a second */
+
+/* What the command line said; -1 or NULL where it said nothing. */
+static struct {
+    char **listen;
+    char *name, *motd, *config, *port_file, *trace, *io;
+    gint max_clients, max_rooms, room_cap, history, idle_timeout;
+    gint64 max_queue, max_frame;
+    gdouble rate, burst;
+    gboolean verbose, quiet, version;
+} opt = {
+    .max_clients = -1, .max_rooms = -1, .room_cap = -1, .history = -1,
+    .idle_timeout = -1, .max_queue = -1, .max_frame = -1, .rate = -1,
+    .burst = -1,
+};
+
+static GOptionEntry opt_entries[] = {
+    {"listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &opt.listen,
+     "Listen on URL (repeatable; default tcp://127.0.0.1:7710 and "
+     "tcp://[::1]:7710)",
+     "URL"},
+    {"config", 'c', 0, G_OPTION_ARG_FILENAME, &opt.config,
+     "Read settings from FILE (group [sockchatd], keys as the long options); "
+     "SIGHUP re-reads it",
+     "FILE"},
+    {"name", 0, 0, G_OPTION_ARG_STRING, &opt.name,
+     "Server name sent in welcome (default: sockchat)", "NAME"},
+    {"motd", 0, 0, G_OPTION_ARG_STRING, &opt.motd,
+     "Message of the day sent in welcome", "TEXT"},
+    {"max-clients", 0, 0, G_OPTION_ARG_INT, &opt.max_clients,
+     "Most clients at once; one more gets server_full (default: 1000)", "N"},
+    {"max-rooms", 0, 0, G_OPTION_ARG_INT, &opt.max_rooms,
+     "Rooms one client may be in at once (default: 32)", "N"},
+    {"room-cap", 0, 0, G_OPTION_ARG_INT, &opt.room_cap,
+     "Rooms the server keeps, empty ones included; the least recently used "
+     "empty room is forgotten first (default: 1024)",
+     "N"},
+    {"history", 0, 0, G_OPTION_ARG_INT, &opt.history,
+     "Messages kept per room and replayed on join (default: 100)", "N"},
+    {"rate", 0, 0, G_OPTION_ARG_DOUBLE, &opt.rate,
+     "Requests per second per client, 0 for no limit (default: 10)", "R"},
+    {"burst", 0, 0, G_OPTION_ARG_DOUBLE, &opt.burst,
+     "Requests a client may send at once above the rate (default: 20)", "B"},
+    {"max-queue", 0, 0, G_OPTION_ARG_INT64, &opt.max_queue,
+     "Bytes queued for one client before it is dropped with slow_consumer "
+     "(default: 1048576)",
+     "BYTES"},
+    {"max-frame", 0, 0, G_OPTION_ARG_INT64, &opt.max_frame,
+     "Largest frame payload in either direction, 1024-16777216 (default: "
+     "65536)",
+     "BYTES"},
+    {"idle-timeout", 0, 0, G_OPTION_ARG_INT, &opt.idle_timeout,
+     "Ping a client silent for SECONDS, drop it with timeout after as long "
+     "again; 0 never (default: 60)",
+     "SECONDS"},
+    {"io", 0, 0, G_OPTION_ARG_STRING, &opt.io,
+     "Readiness loop backend: select (default) or epoll", "BACKEND"},
+    {"port-file", 0, 0, G_OPTION_ARG_FILENAME, &opt.port_file,
+     "Once listening, write each bound endpoint URL to FILE (for port 0)",
+     "FILE"},
+    {"trace", 0, 0, G_OPTION_ARG_STRING, &opt.trace,
+     "Trace WHAT as it happens; WHAT is 'sockets': each socket, bind, "
+     "listen, accept, send, recv, shutdown and close",
+     "WHAT"},
+    {"verbose", 'v', 0, G_OPTION_ARG_NONE, &opt.verbose,
+     "Log debug messages", NULL},
+    {"quiet", 'q', 0, G_OPTION_ARG_NONE, &opt.quiet, "Log errors only", NULL},
+    {"version", 'V', 0, G_OPTION_ARG_NONE, &opt.version,
+     "Print the version and exit", NULL},
+    {NULL, 0, 0, 0, NULL, NULL, NULL},
+};
+
+static int sig_pipe[2] = {-1, -1};
+
+static void
+on_signal(int sig)
+{
+    unsigned char b = (unsigned char)sig;
+    int saved = errno;
+
+    /* Only async-signal-safe work here: the loop reads the byte. */
+    if (write(sig_pipe[1], &b, 1) < 0) {
+        /* the pipe is full: a signal is already pending */
+    }
+    errno = saved;
+}
+
+static void
+config_defaults(struct server_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->name = g_strdup("sockchat");
+    cfg->motd = g_strdup("");
+    cfg->max_clients = 1000;
+    cfg->max_rooms = 32;
+    cfg->room_cap = 1024;
+    cfg->history = 100;
+    cfg->rate = 10;
+    cfg->burst = 20;
+    cfg->max_queue = 1048576;
+    cfg->max_frame = FRAME_MAX_DEFAULT;
+    cfg->idle_timeout = 60;
+}
+
+static void
+config_free(struct server_config *cfg)
+{
+    g_strfreev(cfg->listen);
+    g_free(cfg->name);
+    g_free(cfg->motd);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+static void
+set_str(char **dst, const char *v)
+{
+    g_free(*dst);
+    *dst = g_strdup(v);
+}
+
+/* Read one integer key; false (with *err) when present and not a number. */
+static bool
+key_int(GKeyFile *kf, const char *key, gint64 *out, bool *present,
+        GError **err)
+{
+    gint64 v;
+
+    *present = false;
+    if (!g_key_file_has_key(kf, CONFIG_GROUP, key, NULL))
+        return true;
+    v = g_key_file_get_int64(kf, CONFIG_GROUP, key, err);
+    if (*err)
+        return false;
+    *out = v;
+    *present = true;
+    return true;
+}
+
+/* Apply the file's settings to cfg. false with a message on stderr. */
+static bool
+config_load_file(const char *path, struct server_config *cfg)
+{
+    static const char *const int_keys[] = {
+        "max-clients", "max-rooms",  "room-cap",  "history",
+        "max-queue",   "max-frame",  "idle-timeout",
+    };
+    GKeyFile *kf = g_key_file_new();
+    GError *err = NULL;
+    bool ok = false;
+    size_t i;
+
+    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &err)) {
+        fprintf(stderr, "sockchatd: %s: %s\n", path, err->message);
+        goto out;
+    }
+    if (g_key_file_has_key(kf, CONFIG_GROUP, "listen", NULL)) {
+        g_strfreev(cfg->listen);
+        cfg->listen =
+            g_key_file_get_string_list(kf, CONFIG_GROUP, "listen", NULL, NULL);
+    }
+    if (g_key_file_has_key(kf, CONFIG_GROUP, "name", NULL)) {
+        char *v = g_key_file_get_string(kf, CONFIG_GROUP, "name", NULL);
+
+        set_str(&cfg->name, v);
+        g_free(v);
+    }
+    if (g_key_file_has_key(kf, CONFIG_GROUP, "motd", NULL)) {
+        char *v = g_key_file_get_string(kf, CONFIG_GROUP, "motd", NULL);
+
+        set_str(&cfg->motd, v);
+        g_free(v);
+    }
+    for (i = 0; i < G_N_ELEMENTS(int_keys); i++) {
+        gint64 v = 0;
+        bool present;
+
+        if (!key_int(kf, int_keys[i], &v, &present, &err)) {
+            fprintf(stderr, "sockchatd: %s: %s: %s\n", path, int_keys[i],
+                    err->message);
+            goto out;
+        }
+        if (!present)
+            continue;
+        if (v < 0 || v > G_MAXINT32) {
+            fprintf(stderr, "sockchatd: %s: %s: out of range\n", path,
+                    int_keys[i]);
+            goto out;
+        }
+        switch (i) {
+        case 0: cfg->max_clients = (unsigned)v; break;
+        case 1: cfg->max_rooms = (unsigned)v; break;
+        case 2: cfg->room_cap = (unsigned)v; break;
+        case 3: cfg->history = (unsigned)v; break;
+        case 4: cfg->max_queue = (size_t)v; break;
+        case 5: cfg->max_frame = (size_t)v; break;
+        case 6: cfg->idle_timeout = (unsigned)v; break;
+        }
+    }
+    if (g_key_file_has_key(kf, CONFIG_GROUP, "rate", NULL)) {
+        cfg->rate = g_key_file_get_double(kf, CONFIG_GROUP, "rate", &err);
+        if (err) {
+            fprintf(stderr, "sockchatd: %s: rate: %s\n", path, err->message);
+            goto out;
+        }
+    }
+    if (g_key_file_has_key(kf, CONFIG_GROUP, "burst", NULL)) {
+        cfg->burst = g_key_file_get_double(kf, CONFIG_GROUP, "burst", &err);
+        if (err) {
+            fprintf(stderr, "sockchatd: %s: burst: %s\n", path, err->message);
+            goto out;
+        }
+    }
+    ok = true;
+out:
+    g_clear_error(&err);
+    g_key_file_free(kf);
+    return ok;
+}
+
+static void
+config_apply_cli(struct server_config *cfg)
+{
+    if (opt.listen) {
+        g_strfreev(cfg->listen);
+        cfg->listen = g_strdupv(opt.listen);
+    }
+    if (opt.name)
+        set_str(&cfg->name, opt.name);
+    if (opt.motd)
+        set_str(&cfg->motd, opt.motd);
+    if (opt.max_clients >= 0)
+        cfg->max_clients = (unsigned)opt.max_clients;
+    if (opt.max_rooms >= 0)
+        cfg->max_rooms = (unsigned)opt.max_rooms;
+    if (opt.room_cap >= 0)
+        cfg->room_cap = (unsigned)opt.room_cap;
+    if (opt.history >= 0)
+        cfg->history = (unsigned)opt.history;
+    if (opt.idle_timeout >= 0)
+        cfg->idle_timeout = (unsigned)opt.idle_timeout;
+    if (opt.max_queue >= 0)
+        cfg->max_queue = (size_t)opt.max_queue;
+    if (opt.max_frame >= 0)
+        cfg->max_frame = (size_t)opt.max_frame;
+    if (opt.rate >= 0)
+        cfg->rate = opt.rate;
+    if (opt.burst >= 0)
+        cfg->burst = opt.burst;
+}
+
+static bool
+config_check(const struct server_config *cfg)
+{
+    const char *bad = NULL;
+
+    if (cfg->max_frame < 1024 || cfg->max_frame > FRAME_MAX_LIMIT)
+        bad = "--max-frame must be between 1024 and 16777216";
+    else if (cfg->max_queue < cfg->max_frame + FRAME_HDR)
+        bad = "--max-queue must hold at least one frame (max-frame + 4)";
+    else if (cfg->max_clients < 1)
+        bad = "--max-clients must be at least 1";
+    else if (cfg->max_rooms < 1)
+        bad = "--max-rooms must be at least 1";
+    else if (cfg->room_cap < 1)
+        bad = "--room-cap must be at least 1";
+    else if (cfg->rate < 0 || cfg->burst < 0 || (cfg->rate > 0 && cfg->burst < 1))
+        bad = "--rate must be 0 or more, and --burst at least 1 with a rate";
+    else if (!cfg->name[0] || strlen(cfg->name) > 64)
+        bad = "--name must be 1-64 bytes";
+    if (bad)
+        fprintf(stderr, "sockchatd: %s\n", bad);
+    return bad == NULL;
+}
+
+/* The whole configuration: defaults, then the file, then the command line. */
+static bool
+config_build(struct server_config *cfg)
+{
+    config_defaults(cfg);
+    if (opt.config && !config_load_file(opt.config, cfg))
+        return false;
+    config_apply_cli(cfg);
+    if (!cfg->listen || !cfg->listen[0]) {
+        g_strfreev(cfg->listen);
+        cfg->listen = g_new0(char *, 3);
+        cfg->listen[0] = g_strdup("tcp://127.0.0.1:7710");
+        cfg->listen[1] = g_strdup("tcp://[::1]:7710");
+    }
+    return config_check(cfg);
+}
+
+static bool
+write_port_file(const char *path, const char *text)
+{
+    char *tmp = g_strdup_printf("%s.tmp", path);
+    GError *err = NULL;
+    bool ok = g_file_set_contents(tmp, text, -1, &err) &&
+              g_rename(tmp, path) == 0;
+
+    if (!ok)
+        fprintf(stderr, "sockchatd: cannot write %s: %s\n", path,
+                err ? err->message : g_strerror(errno));
+    g_clear_error(&err);
+    g_free(tmp);
+    return ok;
+}
+
+static int
+setup_signals(void)
+{
+    struct sigaction sa;
+
+    if (pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    /* Writes to a vanished peer are errors, not a signal (MSG_NOSIGNAL
+     * covers send(); this covers everything else). */
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    return 0;
+}
+
+struct run_state {
+    struct server *srv;
+    bool stop;
+};
+
+static void
+on_signal_pipe(struct loop *l, int fd, unsigned events, void *arg)
+{
+    struct run_state *rs = arg;
+    unsigned char b;
+
+    (void)l;
+    (void)events;
+    while (read(fd, &b, 1) == 1) {
+        if (b == SIGHUP) {
+            struct server_config cfg;
+
+            if (!opt.config) {
+                log_info("SIGHUP: no --config file to reload");
+                continue;
+            }
+            if (config_build(&cfg))
+                server_reconfigure(rs->srv, &cfg);
+            else
+                log_warn("SIGHUP: keeping the old configuration");
+            config_free(&cfg);
+        } else {
+            log_info("signal %d: shutting down", b);
+            rs->stop = true;
+        }
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    GOptionContext *ctx;
+    GError *err = NULL;
+    struct server_config cfg;
+    struct loop *loop = NULL;
+    struct run_state rs = {0};
+    bool fell_back = false;
+    char *eps = NULL;
+    int status = 1, i;
+
+    ctx = g_option_context_new("- the sockchat server");
+    g_option_context_set_summary(
+        ctx, "Chat rooms over length-prefixed JSON frames. With no options "
+             "it listens on\n127.0.0.1 and ::1, TCP port 7710, and is "
+             "reachable from this machine only.");
+    g_option_context_set_description(
+        ctx, "Exit status: 0 after SIGINT or SIGTERM, 1 for a bad command "
+             "line or configuration,\n2 when it cannot listen.\n\n"
+             "See sockchatd(8) and doc/PROTOCOL.md.");
+    g_option_context_add_main_entries(ctx, opt_entries, NULL);
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        fprintf(stderr, "sockchatd: %s (try --help)\n", err->message);
+        g_clear_error(&err);
+        g_option_context_free(ctx);
+        return 1;
+    }
+    g_option_context_free(ctx);
+    memset(&cfg, 0, sizeof(cfg));
+    if (opt.version) {
+        printf("sockchatd %s (protocol %d)\n", PACKAGE_VERSION, PROTO_VERSION);
+        status = 0;
+        goto out;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "sockchatd: unexpected argument '%s' (try --help)\n",
+                argv[1]);
+        goto out;
+    }
+    if (opt.trace && strcmp(opt.trace, "sockets") != 0) {
+        fprintf(stderr, "sockchatd: --trace takes 'sockets'\n");
+        goto out;
+    }
+    log_setup("sockchatd", opt.quiet     ? LOG_LEVEL_ERROR
+                           : opt.verbose ? LOG_LEVEL_DEBUG
+                                         : LOG_LEVEL_INFO);
+    log_set_trace_sockets(opt.trace != NULL);
+    if (!config_build(&cfg))
+        goto out;
+    if (setup_signals() < 0) {
+        fprintf(stderr, "sockchatd: cannot set up signals: %s\n",
+                g_strerror(errno));
+        goto out;
+    }
+    if (loop_new(opt.io, &loop, &fell_back) != CHAT_OK) {
+        fprintf(stderr, "sockchatd: cannot create the loop: %s\n",
+                g_strerror(errno));
+        goto out;
+    }
+    if (fell_back)
+        log_warn("--io %s is not available here; using %s", opt.io,
+                 loop_name(loop));
+    if ((unsigned)loop_fd_limit(loop) < cfg.max_clients + 16 &&
+        loop_fd_limit(loop) > 0)
+        log_info("the %s loop watches descriptors below %d: clients past "
+                 "that get server_full",
+                 loop_name(loop), loop_fd_limit(loop));
+    rs.srv = server_new(&cfg, loop);
+    loop_add_fd(loop, sig_pipe[0], LOOP_READ, on_signal_pipe, &rs);
+    status = 2;
+    for (i = 0; cfg.listen[i]; i++) {
+        char why[256] = "";
+
+        if (server_listen(rs.srv, cfg.listen[i], why, sizeof(why)) !=
+            CHAT_OK) {
+            fprintf(stderr, "sockchatd: cannot listen on %s: %s\n",
+                    cfg.listen[i], why);
+            goto out;
+        }
+    }
+    eps = server_endpoints(rs.srv);
+    {
+        char **lines = g_strsplit(eps, "\n", -1);
+
+        for (i = 0; lines[i] && lines[i][0]; i++)
+            log_info("listening on %s", lines[i]);
+        g_strfreev(lines);
+    }
+    if (opt.port_file && !write_port_file(opt.port_file, eps))
+        goto out;
+    while (!rs.stop) {
+        int wait = server_tick(rs.srv);
+
+        if (loop_run_once(loop, wait) < 0) {
+            log_err("loop: %s", g_strerror(errno));
+            break;
+        }
+        server_after_pass(rs.srv);
+    }
+    server_shutdown(rs.srv, SHUTDOWN_DEADLINE_MS);
+    status = rs.stop ? 0 : 1;
+out:
+    server_free(rs.srv);
+    loop_free(loop);
+    if (sig_pipe[0] >= 0) {
+        close(sig_pipe[0]);
+        close(sig_pipe[1]);
+    }
+    if (opt.port_file && status == 0)
+        g_unlink(opt.port_file);
+    g_free(eps);
+    config_free(&cfg);
+    g_strfreev(opt.listen);
+    g_free(opt.name);
+    g_free(opt.motd);
+    g_free(opt.config);
+    g_free(opt.port_file);
+    g_free(opt.trace);
+    g_free(opt.io);
+    return status;
+}

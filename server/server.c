@@ -1,0 +1,795 @@
+/* server.c - sockchatd's sockets: listeners, connections, output queues and
+ * timers. The protocol itself is in commands.c.
+ *
+ * Single-threaded and non-blocking: the loop says which descriptors are
+ * ready, and no call here ever waits. Output goes to a bounded per-client
+ * queue; queues are flushed once per loop pass, so a burst of events costs
+ * one send() per client, not one per event.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "err.h"
+#include "frame.h"
+#include "log.h"
+#include "transport.h"
+
+#define SERVER_MAX_LISTENERS 32
+#define ACCEPTS_PER_PASS 64
+#define CLOSE_GRACE_MS 2000      /* to flush a last error before closing */
+#define ACCEPT_PAUSE_MS 100      /* after EMFILE: let descriptors free up */
+#define QUEUE_RESERVE 1024       /* room past max_queue for a last error */
+#define TICK_MS 200
+
+struct listener {
+    struct server *srv;
+    struct transport *t;
+};
+
+struct server {
+    struct server_config cfg;
+    struct loop *loop;
+    struct rooms *rooms;
+    GPtrArray *listeners;  /* struct listener * */
+    GHashTable *clients;   /* struct client * set (owns them) */
+    GHashTable *nicks;     /* folded nick -> struct client * */
+    GPtrArray *pending;    /* clients with output to flush this pass */
+    unsigned next_id;
+    int64_t accept_paused_until;
+    int64_t emfile_logged;
+    int64_t next_sweep; /* monotonic ms of the next idle sweep */
+};
+
+static void client_destroy(struct client *c);
+
+/* A snapshot of the clients, safe to walk while some go away. */
+static GPtrArray *
+server_all_clients(struct server *s)
+{
+    GPtrArray *all = g_ptr_array_sized_new(g_hash_table_size(s->clients));
+    GHashTableIter it;
+    gpointer k, v;
+
+    g_hash_table_iter_init(&it, s->clients);
+    while (g_hash_table_iter_next(&it, &k, &v))
+        g_ptr_array_add(all, k);
+    return all;
+}
+static void client_on_io(struct loop *l, int fd, unsigned events, void *arg);
+
+int64_t
+server_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+config_copy(struct server_config *dst, const struct server_config *src)
+{
+    *dst = *src;
+    dst->listen = g_strdupv(src->listen);
+    dst->name = g_strdup(src->name);
+    dst->motd = g_strdup(src->motd ? src->motd : "");
+}
+
+static void
+config_clear(struct server_config *cfg)
+{
+    g_strfreev(cfg->listen);
+    g_free(cfg->name);
+    g_free(cfg->motd);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+struct server *
+server_new(const struct server_config *cfg, struct loop *l)
+{
+    struct server *s = g_new0(struct server, 1);
+
+    config_copy(&s->cfg, cfg);
+    s->loop = l;
+    s->rooms = rooms_new(cfg->room_cap, cfg->history);
+    s->listeners = g_ptr_array_new();
+    s->clients = g_hash_table_new(g_direct_hash, g_direct_equal);
+    s->nicks = g_hash_table_new(g_str_hash, g_str_equal);
+    s->pending = g_ptr_array_new();
+    return s;
+}
+
+void
+server_free(struct server *s)
+{
+    GPtrArray *all;
+    guint i;
+
+    if (!s)
+        return;
+    all = server_all_clients(s);
+    for (i = 0; i < all->len; i++)
+        client_destroy(g_ptr_array_index(all, i));
+    g_ptr_array_unref(all);
+    for (i = 0; i < s->listeners->len; i++) {
+        struct listener *ls = g_ptr_array_index(s->listeners, i);
+
+        loop_del_fd(s->loop, transport_fd(ls->t));
+        transport_close(ls->t);
+        g_free(ls);
+    }
+    g_ptr_array_unref(s->listeners);
+    g_hash_table_destroy(s->clients);
+    g_hash_table_destroy(s->nicks);
+    g_ptr_array_unref(s->pending);
+    rooms_free(s->rooms);
+    config_clear(&s->cfg);
+    g_free(s);
+}
+
+const struct server_config *
+server_cfg(const struct server *s)
+{
+    return &s->cfg;
+}
+
+struct rooms *
+server_rooms(struct server *s)
+{
+    return s->rooms;
+}
+
+void
+server_reconfigure(struct server *s, const struct server_config *cfg)
+{
+    char **listen = s->cfg.listen;
+
+    /* Listeners stay as they are: rebinding is a restart's job. */
+    s->cfg.listen = NULL;
+    config_clear(&s->cfg);
+    config_copy(&s->cfg, cfg);
+    g_strfreev(s->cfg.listen);
+    s->cfg.listen = listen;
+    rooms_set_limits(s->rooms, cfg->room_cap, cfg->history);
+    log_info("configuration reloaded: motd, limits and rates now apply");
+}
+
+/* ---- nick table -------------------------------------------------------- */
+
+struct client *
+server_find_nick(struct server *s, const char *nick)
+{
+    char *key = msg_fold(nick);
+    struct client *c = g_hash_table_lookup(s->nicks, key);
+
+    g_free(key);
+    return c;
+}
+
+void
+server_set_nick(struct server *s, struct client *c, const char *nick)
+{
+    if (c->nick_key)
+        g_hash_table_remove(s->nicks, c->nick_key);
+    g_free(c->nick);
+    g_free(c->nick_key);
+    c->nick = g_strdup(nick);
+    c->nick_key = msg_fold(nick);
+    g_hash_table_insert(s->nicks, c->nick_key, c);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void
+client_want(struct client *c)
+{
+    unsigned ev = 0;
+
+    if (!c->closing || c->shut)
+        ev |= LOOP_READ;
+    if (buf_len(&c->out) > 0)
+        ev |= LOOP_WRITE;
+    loop_mod_fd(c->srv->loop, c->fd, ev);
+}
+
+static void
+client_mark_pending(struct client *c)
+{
+    /* Only an empty queue can be missing from the list: a non-empty one is
+     * already there or waits for LOOP_WRITE. */
+    g_ptr_array_add(c->srv->pending, c);
+}
+
+/* Write what the socket takes. CHAT_OK (maybe data left), or an error after
+ * which the connection must go. */
+static int
+client_flush(struct client *c)
+{
+    while (buf_len(&c->out) > 0) {
+        ssize_t n = transport_send(c->t, buf_ptr(&c->out), buf_len(&c->out));
+
+        if (n == CHAT_EAGAIN)
+            break;
+        if (n < 0)
+            return (int)n;
+        buf_consume(&c->out, (size_t)n);
+    }
+    if (buf_len(&c->out) == 0 && c->closing && !c->shut) {
+        /* Everything said: send FIN, then read until the peer closes, so
+         * that unread input does not turn our close into a reset that
+         * destroys the error we just sent. */
+        transport_shutdown(c->t);
+        c->shut = true;
+    }
+    client_want(c);
+    return CHAT_OK;
+}
+
+static void
+server_flush_pending(struct server *s)
+{
+    guint i;
+
+    for (i = 0; i < s->pending->len; i++) {
+        struct client *c = g_ptr_array_index(s->pending, i);
+
+        /* client_destroy() NULLs its entries. */
+        if (c && client_flush(c) != CHAT_OK)
+            client_destroy(c);
+    }
+    g_ptr_array_set_size(s->pending, 0);
+}
+
+static bool
+client_queue(struct client *c, const char *json, size_t len, bool force)
+{
+    bool was_empty = buf_len(&c->out) == 0;
+    int rc;
+
+    if (len > c->srv->cfg.max_frame) {
+        log_warn("conn %u: dropping an outgoing frame of %zu bytes", c->id,
+                 len);
+        return false;
+    }
+    if (force)
+        c->out.cap = c->srv->cfg.max_queue + QUEUE_RESERVE + len + FRAME_HDR;
+    rc = frame_encode(&c->out, c->srv->cfg.max_frame, json, len);
+    if (rc != CHAT_OK)
+        return false;
+    if (was_empty)
+        client_mark_pending(c);
+    return true;
+}
+
+bool
+client_send_raw(struct client *c, const char *json, size_t len)
+{
+    cJSON *err;
+    char *e;
+    size_t elen;
+
+    if (c->closing)
+        return false;
+    if (client_queue(c, json, len, false))
+        return true;
+    /* The queue is full: this client does not read. Tell it (best effort:
+     * the error waits behind what is queued) and let it go, so that nobody
+     * else waits for it. */
+    log_info("conn %u: output queue over %zu bytes, dropping", c->id,
+             c->srv->cfg.max_queue);
+    err = msg_build_error(PE_SLOW_CONSUMER,
+                          "you did not read fast enough; closing", NULL, NULL);
+    e = msg_encode(err, &elen);
+    if (e)
+        client_queue(c, e, elen, true);
+    g_free(e);
+    cJSON_Delete(err);
+    client_close(c, "slow consumer");
+    return false;
+}
+
+bool
+client_send(struct client *c, const cJSON *obj)
+{
+    size_t len;
+    char *json;
+    bool ok;
+
+    if (c->closing)
+        return false;
+    json = msg_encode(obj, &len);
+    if (!json)
+        return false;
+    ok = client_send_raw(c, json, len);
+    g_free(json);
+    return ok;
+}
+
+void
+client_send_error(struct client *c, enum proto_err code, const char *text,
+                  const char *request, const cJSON *id)
+{
+    cJSON *e = msg_build_error(code, text, request, id);
+
+    client_send(c, e);
+    cJSON_Delete(e);
+}
+
+void
+server_send_room(struct server *s, struct room *r, const cJSON *obj,
+                 const struct client *except)
+{
+    size_t len;
+    char *json = msg_encode(obj, &len);
+    guint i;
+
+    (void)s;
+    if (!json)
+        return;
+    /* Iterate over a copy: a slow consumer leaves the room as we go. */
+    GPtrArray *members = g_ptr_array_copy(r->members, NULL, NULL);
+    for (i = 0; i < members->len; i++)
+        if (g_ptr_array_index(members, i) != except)
+            client_send_raw(g_ptr_array_index(members, i), json, len);
+    g_ptr_array_unref(members);
+    g_free(json);
+}
+
+void
+server_send_peers(struct server *s, struct client *c, const cJSON *obj,
+                  bool include_self)
+{
+    GHashTable *seen = g_hash_table_new(g_direct_hash, g_direct_equal);
+    GPtrArray *to = g_ptr_array_new();
+    size_t len;
+    char *json;
+    guint i, j;
+
+    (void)s;
+    g_hash_table_add(seen, c); /* c is added first or not at all */
+    for (i = 0; i < c->rooms->len; i++) {
+        struct room *r = g_ptr_array_index(c->rooms, i);
+
+        for (j = 0; j < r->members->len; j++) {
+            struct client *m = g_ptr_array_index(r->members, j);
+
+            if (g_hash_table_add(seen, m))
+                g_ptr_array_add(to, m);
+        }
+    }
+    if (include_self)
+        g_ptr_array_insert(to, 0, c);
+    json = msg_encode(obj, &len);
+    if (json)
+        for (i = 0; i < to->len; i++)
+            client_send_raw(g_ptr_array_index(to, i), json, len);
+    g_free(json);
+    g_ptr_array_unref(to);
+    g_hash_table_destroy(seen);
+}
+
+/* ---- closing ----------------------------------------------------------- */
+
+void
+client_close(struct client *c, const char *reason)
+{
+    struct server *s = c->srv;
+
+    if (c->closing)
+        return;
+    if (c->registered) {
+        cJSON *q = msg_build_quit(c->nick, reason, msg_now_ms());
+        guint i;
+
+        c->closing = true; /* nothing more is queued for c itself */
+        server_send_peers(s, c, q, false);
+        cJSON_Delete(q);
+        for (i = 0; i < c->rooms->len; i++)
+            room_remove_member(s->rooms, g_ptr_array_index(c->rooms, i), c);
+        g_ptr_array_set_size(c->rooms, 0);
+        g_hash_table_remove(s->nicks, c->nick_key);
+        log_info("conn %u: %s left: %s", c->id, c->nick,
+                 reason ? reason : "quit");
+    } else {
+        log_debug("conn %u: closing before hello: %s", c->id,
+                  reason ? reason : "quit");
+    }
+    c->closing = true;
+    c->registered = false;
+    c->close_by = server_now() + CLOSE_GRACE_MS;
+    /* Flush at the end of this pass, then shut down. */
+    client_mark_pending(c);
+}
+
+static void
+client_destroy(struct client *c)
+{
+    struct server *s = c->srv;
+    guint i;
+
+    if (!c->closing)
+        client_close(c, "connection closed");
+    for (i = 0; i < s->pending->len; i++)
+        if (g_ptr_array_index(s->pending, i) == c)
+            s->pending->pdata[i] = NULL;
+    g_hash_table_remove(s->clients, c);
+    loop_del_fd(s->loop, c->fd);
+    transport_close(c->t);
+    buf_cleanup(&c->in);
+    buf_cleanup(&c->out);
+    g_ptr_array_unref(c->rooms);
+    g_free(c->nick);
+    g_free(c->nick_key);
+    log_debug("conn %u: closed", c->id);
+    g_free(c);
+}
+
+/* ---- input ------------------------------------------------------------- */
+
+static void
+client_handle_frames(struct client *c)
+{
+    const uint8_t *body;
+    size_t len;
+    int rc;
+
+    while (!c->closing) {
+        rc = frame_peek(&c->in, c->srv->cfg.max_frame, &body, &len);
+        if (rc == CHAT_EAGAIN)
+            return;
+        if (rc == CHAT_EPROTO) {
+            client_send_error(c, PE_BAD_FRAME, "a frame length must not be 0",
+                              NULL, NULL);
+            client_close(c, "protocol error");
+            return;
+        }
+        if (rc == CHAT_ETOOBIG) {
+            char text[96];
+
+            g_snprintf(text, sizeof(text), "frames are limited to %zu bytes",
+                       c->srv->cfg.max_frame);
+            client_send_error(c, PE_FRAME_TOO_LARGE, text, NULL, NULL);
+            client_close(c, "protocol error");
+            return;
+        }
+        c->last_rx = server_now();
+        c->ping_at = 0;
+        commands_dispatch(c, body, len);
+        frame_consume(&c->in, len);
+    }
+}
+
+/* Read once. false when the connection is gone and c was destroyed. */
+static bool
+client_read(struct client *c)
+{
+    uint8_t *p, scratch[4096];
+    size_t avail;
+    ssize_t n;
+
+    if (c->shut) {
+        /* Draining after our FIN: discard until the peer closes. */
+        n = transport_recv(c->t, scratch, sizeof(scratch));
+        if (n == CHAT_EAGAIN)
+            return true;
+        client_destroy(c);
+        return false;
+    }
+    p = buf_reserve(&c->in, 16384, &avail);
+    if (!p) /* cannot happen: frames are handled as they complete */
+        return true;
+    n = transport_recv(c->t, p, avail);
+    if (n == CHAT_EAGAIN)
+        return true;
+    if (n == CHAT_ECLOSED) {
+        /* The peer may have only half-closed: answer what it sent, then
+         * close after the replies are out. */
+        client_handle_frames(c);
+        client_close(c, "connection closed");
+        return true;
+    }
+    if (n < 0) {
+        client_close(c, errno == ECONNRESET ? "connection reset"
+                                            : "connection error");
+        client_destroy(c);
+        return false;
+    }
+    buf_commit(&c->in, (size_t)n);
+    client_handle_frames(c);
+    return true;
+}
+
+static void
+client_on_io(struct loop *l, int fd, unsigned events, void *arg)
+{
+    struct client *c = arg;
+
+    (void)l;
+    (void)fd;
+    if ((events & LOOP_READ) && !client_read(c))
+        return;
+    if ((events & LOOP_WRITE) && client_flush(c) != CHAT_OK)
+        client_destroy(c);
+}
+
+/* ---- accepting --------------------------------------------------------- */
+
+/* Tell a client we cannot take it, without ever putting it in the loop. */
+static void
+server_refuse(struct server *s, struct transport *t, const char *why)
+{
+    cJSON *e = msg_build_error(PE_SERVER_FULL, why, NULL, NULL);
+    uint8_t hdr[FRAME_HDR], scratch[1024];
+    size_t len;
+    char *json = msg_encode(e, &len);
+
+    (void)s;
+    if (json) {
+        /* A new socket's send buffer is empty: these few bytes fit. */
+        frame_put_header(hdr, (uint32_t)len);
+        transport_send(t, hdr, sizeof(hdr));
+        transport_send(t, json, len);
+    }
+    transport_shutdown(t);
+    /* Unread input would make close() send a reset that can destroy the
+     * error on its way; take what has arrived. */
+    transport_recv(t, scratch, sizeof(scratch));
+    g_free(json);
+    cJSON_Delete(e);
+    transport_close(t);
+}
+
+static void
+server_pause_accept(struct server *s, bool pause)
+{
+    guint i;
+
+    for (i = 0; i < s->listeners->len; i++) {
+        struct listener *ls = g_ptr_array_index(s->listeners, i);
+
+        loop_mod_fd(s->loop, transport_fd(ls->t), pause ? 0 : LOOP_READ);
+    }
+}
+
+static void
+server_accept_one(struct server *s, struct transport *t)
+{
+    struct client *c;
+    char peer[ADDR_STR_MAX];
+    int rc;
+
+    addr_format(transport_peer(t), peer, sizeof(peer));
+    if (g_hash_table_size(s->clients) >= s->cfg.max_clients) {
+        log_info("refusing %s: %u clients already", peer, s->cfg.max_clients);
+        server_refuse(s, t, "the server is full; try again later");
+        return;
+    }
+    c = g_new0(struct client, 1);
+    c->srv = s;
+    c->t = t;
+    c->fd = transport_fd(t);
+    c->id = ++s->next_id;
+    g_strlcpy(c->peer, peer, sizeof(c->peer));
+    buf_init(&c->in, FRAME_HDR + s->cfg.max_frame);
+    buf_init(&c->out, s->cfg.max_queue);
+    c->rooms = g_ptr_array_new();
+    c->last_rx = server_now();
+    rate_init(&c->rate, s->cfg.burst, c->last_rx);
+    rc = loop_add_fd(s->loop, c->fd, LOOP_READ, client_on_io, c);
+    if (rc != CHAT_OK) {
+        log_warn("refusing %s: descriptor %d is beyond what the %s loop can "
+                 "watch",
+                 peer, c->fd, loop_name(s->loop));
+        c->t = NULL;
+        g_ptr_array_unref(c->rooms);
+        g_free(c);
+        server_refuse(s, t, "the server is full; try again later");
+        return;
+    }
+    g_hash_table_add(s->clients, c);
+    log_debug("conn %u: accepted %s over %s", c->id, peer, transport_name(t));
+}
+
+static void
+listener_on_io(struct loop *l, int fd, unsigned events, void *arg)
+{
+    struct listener *ls = arg;
+    struct server *s = ls->srv;
+    int i, rc;
+
+    (void)l;
+    (void)fd;
+    (void)events;
+    for (i = 0; i < ACCEPTS_PER_PASS; i++) {
+        struct transport *t = NULL;
+
+        rc = transport_accept(ls->t, &t);
+        if (rc == CHAT_EAGAIN)
+            return;
+        if (rc != CHAT_OK) {
+            int64_t now = server_now();
+
+            /* EMFILE and friends: the pending connection stays queued and
+             * the listener stays readable; pause instead of spinning. */
+            if (now - s->emfile_logged > 1000) {
+                log_warn("accept: %s; pausing new connections",
+                         chat_strerror(rc));
+                s->emfile_logged = now;
+            }
+            s->accept_paused_until = now + ACCEPT_PAUSE_MS;
+            server_pause_accept(s, true);
+            return;
+        }
+        server_accept_one(s, t);
+    }
+}
+
+int
+server_listen(struct server *s, const char *url, char *why, size_t why_len)
+{
+    struct endpoint ep;
+    struct addr addrs[8];
+    size_t n = 0, i, ok = 0;
+    int rc;
+
+    rc = addr_parse_url(url, "tcp", 7710, &ep, why, why_len);
+    if (rc != CHAT_OK)
+        return rc;
+    if (!transport_find(ep.scheme)) {
+        g_snprintf(why, why_len, "transport '%s' is not available", ep.scheme);
+        return CHAT_EADDR;
+    }
+    rc = addr_resolve(&ep, true, SOCK_STREAM, addrs, G_N_ELEMENTS(addrs), &n,
+                      why, why_len);
+    if (rc != CHAT_OK)
+        return rc;
+    for (i = 0; i < n; i++) {
+        struct listener *ls;
+        struct transport *t = NULL;
+        char where[ADDR_STR_MAX];
+
+        addr_format(&addrs[i], where, sizeof(where));
+        if (s->listeners->len >= SERVER_MAX_LISTENERS) {
+            g_snprintf(why, why_len, "too many listeners");
+            return CHAT_EFULL;
+        }
+        rc = transport_listen(&ep, &addrs[i], &t);
+        if (rc != CHAT_OK) {
+            g_snprintf(why, why_len, "%s: %s", where, chat_strerror(rc));
+            continue;
+        }
+        ls = g_new0(struct listener, 1);
+        ls->srv = s;
+        ls->t = t;
+        rc = loop_add_fd(s->loop, transport_fd(t), LOOP_READ, listener_on_io,
+                         ls);
+        if (rc != CHAT_OK) {
+            g_snprintf(why, why_len, "%s: cannot watch the socket", where);
+            transport_close(t);
+            g_free(ls);
+            continue;
+        }
+        g_ptr_array_add(s->listeners, ls);
+        ok++;
+    }
+    return ok > 0 ? CHAT_OK : CHAT_EADDR;
+}
+
+char *
+server_endpoints(const struct server *s)
+{
+    GString *out = g_string_new(NULL);
+    guint i;
+
+    for (i = 0; i < s->listeners->len; i++) {
+        const struct listener *ls = g_ptr_array_index(s->listeners, i);
+        char url[ADDR_URL_MAX];
+
+        transport_format_url(ls->t, url, sizeof(url));
+        g_string_append_printf(out, "%s\n", url);
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void
+client_check_idle(struct client *c, int64_t now)
+{
+    int64_t idle = (int64_t)c->srv->cfg.idle_timeout * 1000;
+
+    if (c->closing) {
+        if (now >= c->close_by)
+            client_destroy(c);
+        return;
+    }
+    if (idle <= 0)
+        return;
+    if (c->ping_at == 0 && now - c->last_rx >= idle) {
+        char token[24];
+        cJSON *ping;
+
+        g_snprintf(token, sizeof(token), "k%u", ++c->ping_token);
+        ping = msg_build_ping(token);
+        client_send(c, ping);
+        cJSON_Delete(ping);
+        c->ping_at = now;
+    } else if (c->ping_at != 0 && now - c->ping_at >= idle) {
+        client_send_error(c, PE_TIMEOUT, "no answer to ping; closing", NULL,
+                          NULL);
+        client_close(c, "timeout");
+    }
+}
+
+int
+server_tick(struct server *s)
+{
+    int64_t now = server_now();
+    GPtrArray *all;
+    guint i;
+
+    if (s->accept_paused_until && now >= s->accept_paused_until) {
+        s->accept_paused_until = 0;
+        server_pause_accept(s, false);
+    }
+    /* Sweeping every client is O(clients): do it a few times a second,
+     * not on every pass. */
+    if (now < s->next_sweep)
+        return (int)(s->next_sweep - now);
+    s->next_sweep = now + TICK_MS;
+    all = server_all_clients(s);
+    for (i = 0; i < all->len; i++)
+        client_check_idle(g_ptr_array_index(all, i), now);
+    g_ptr_array_unref(all);
+    server_flush_pending(s);
+    return TICK_MS;
+}
+
+void
+server_after_pass(struct server *s)
+{
+    server_flush_pending(s);
+}
+
+void
+server_shutdown(struct server *s, int deadline_ms)
+{
+    int64_t end = server_now() + deadline_ms;
+    GPtrArray *all = server_all_clients(s);
+    cJSON *bye = msg_build_bye("server shutting down", NULL);
+    size_t len;
+    char *json = msg_encode(bye, &len);
+    guint i;
+
+    log_info("shutting down: saying bye to %u clients",
+             g_hash_table_size(s->clients));
+    for (i = 0; i < all->len; i++) {
+        struct client *c = g_ptr_array_index(all, i);
+
+        if (!c->closing && json)
+            client_queue(c, json, len, true);
+        client_close(c, "server shutting down");
+    }
+    g_ptr_array_unref(all);
+    g_free(json);
+    cJSON_Delete(bye);
+    server_pause_accept(s, true);
+    server_flush_pending(s);
+    while (g_hash_table_size(s->clients) > 0 && server_now() < end) {
+        bool waiting = false;
+        GHashTableIter it;
+        gpointer k, v;
+
+        g_hash_table_iter_init(&it, s->clients);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            if (buf_len(&((struct client *)k)->out) > 0)
+                waiting = true;
+        if (!waiting)
+            break;
+        loop_run_once(s->loop, 20);
+        server_flush_pending(s);
+    }
+}
