@@ -24,7 +24,8 @@ addr_parse_port(const char *s, uint16_t *port)
     char *end = NULL;
     long v;
 
-    if (*s == '\0')
+    /* Digits only: strtol() alone takes " 80", "+80" and "-0". */
+    if (*s < '0' || *s > '9')
         return CHAT_EADDR;
     v = strtol(s, &end, 10);
     if (*end != '\0' || v < 0 || v > 65535)
@@ -86,6 +87,8 @@ addr_parse_url(const char *url, const char *def_scheme, uint16_t def_port,
         if (hlen >= sizeof(ep->host))
             return addr_fail(why, why_len, "host name too long");
         memcpy(ep->host, rest, hlen);
+        if (strchr(ep->host, '/'))
+            return addr_fail(why, why_len, "unexpected '/' in the host");
         if (hlen == 0)
             return addr_fail(why, why_len, "missing host");
         if (!colon)

@@ -47,18 +47,16 @@ select_mod(void *state, int fd, unsigned old_events, unsigned events)
         FD_SET(fd, &s->wr);
     else
         FD_CLR(fd, &s->wr);
+    /* select_del() may have lowered maxfd past a paused fd (events 0). */
+    if (events && fd > s->maxfd)
+        s->maxfd = fd;
     return CHAT_OK;
 }
 
 static int
 select_add(void *state, int fd, unsigned events)
 {
-    struct select_state *s = state;
-    int rc = select_mod(state, fd, 0, events);
-
-    if (rc == CHAT_OK && fd > s->maxfd)
-        s->maxfd = fd;
-    return rc;
+    return select_mod(state, fd, 0, events);
 }
 
 static void

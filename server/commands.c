@@ -49,9 +49,10 @@ encoded_len(const cJSON *obj)
 }
 
 cJSON *
-commands_build_room(const struct room *r, size_t max_frame)
+commands_build_room(const struct room *r, size_t max_frame, const cJSON *id)
 {
-    cJSON *o = msg_new("room", NULL);
+    /* The id counts against max_frame too. */
+    cJSON *o = msg_new("room", id);
     cJSON *members, *history;
     size_t base, budget, used = 0, n = 0;
     bool truncated = false;
@@ -178,9 +179,7 @@ cmd_join(struct client *c, const struct msg_request *req)
 
     if (r && client_in_room(c, r)) {
         /* Joining again answers room again and tells nobody. */
-        reply = commands_build_room(r, cfg->max_frame);
-        if (req->id)
-            cJSON_AddItemToObject(reply, "id", cJSON_Duplicate(req->id, 1));
+        reply = commands_build_room(r, cfg->max_frame, req->id);
         client_send(c, reply);
         cJSON_Delete(reply);
         return;
@@ -199,9 +198,7 @@ cmd_join(struct client *c, const struct msg_request *req)
     }
     room_add_member(rs, r, c);
     g_ptr_array_add(c->rooms, r);
-    reply = commands_build_room(r, cfg->max_frame);
-    if (req->id)
-        cJSON_AddItemToObject(reply, "id", cJSON_Duplicate(req->id, 1));
+    reply = commands_build_room(r, cfg->max_frame, req->id);
     client_send(c, reply);
     cJSON_Delete(reply);
     ev = msg_build_joined(r->name, c->nick, msg_now_ms());

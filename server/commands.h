@@ -7,7 +7,8 @@
 
 /* Build the list replies so that they fit max_frame (section 4.1). Exposed
  * for unit tests. Each returns a new object. */
-cJSON *commands_build_room(const struct room *r, size_t max_frame);
+cJSON *commands_build_room(const struct room *r, size_t max_frame,
+                           const cJSON *id);
 cJSON *commands_build_members(const struct room *r, size_t max_frame,
                               const cJSON *id);
 
