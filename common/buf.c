@@ -100,9 +100,17 @@ void
 buf_consume(struct buf *b, size_t n)
 {
     if (n >= b->len) {
-        buf_cleanup(b);
+        b->off = 0;
+        b->len = 0;
         return;
     }
     b->off += n;
     b->len -= n;
+}
+
+void
+buf_shrink(struct buf *b)
+{
+    if (b->len == 0)
+        buf_cleanup(b);
 }

@@ -2,8 +2,10 @@
  *
  * Data lives in [off, off + len) of the allocation. Only buf.c touches the
  * offsets; everyone else appends at the tail and consumes from the head.
- * Storage is allocated on first use and released when drained, so an idle
- * connection costs no buffer memory.
+ * Storage is allocated on first use and kept when drained, so a busy
+ * connection does not free and regrow it on every pass; buf_shrink() gives
+ * it back once the owner sees the buffer stay empty, so an idle connection
+ * costs no buffer memory.
  */
 #ifndef SOCKCHAT_BUF_H
 #define SOCKCHAT_BUF_H
@@ -49,7 +51,10 @@ int buf_append(struct buf *b, const void *p, size_t n);
 uint8_t *buf_reserve(struct buf *b, size_t want, size_t *avail);
 void buf_commit(struct buf *b, size_t n);
 
-/* Drop n bytes from the head (n <= buf_len). Frees storage when empty. */
+/* Drop n bytes from the head (n <= buf_len). Keeps the storage. */
 void buf_consume(struct buf *b, size_t n);
+
+/* Free the storage if the buffer is empty. */
+void buf_shrink(struct buf *b);
 
 #endif /* SOCKCHAT_BUF_H */

@@ -638,16 +638,10 @@ parse_request(const uint8_t *p, size_t n, struct msg_request *req,
         return -1;
 
     t = cJSON_GetObjectItemCaseSensitive(req->root, "type");
-    if (t == NULL) {
-        msg_set_err(err, PE_MISSING_FIELD, "field 'type' is missing");
-        return -1;
+    if (cJSON_IsString(t)) {
+        req->type_str = t->valuestring;
+        req->type = msg_type_lookup(req->type_str);
     }
-    if (!cJSON_IsString(t)) {
-        msg_set_err(err, PE_BAD_FIELD, "field 'type' must be a string");
-        return -1;
-    }
-    req->type_str = t->valuestring;
-    req->type = msg_type_lookup(req->type_str);
 
     /* cJSON cuts a string at an escaped NUL, so what it returns for that
      * string is not what was sent: refuse before trusting any string,
@@ -658,15 +652,25 @@ parse_request(const uint8_t *p, size_t n, struct msg_request *req,
         return -1;
     }
 
+    /* A valid id is kept before anything else is judged, so that every
+     * error about this request can carry it back (section 2). */
     id = cJSON_GetObjectItemCaseSensitive(req->root, "id");
-    if (id != NULL) {
-        if (!id_valid(id)) {
-            msg_set_err(err, PE_BAD_FIELD,
-                        "field 'id' must be a string of at most 64 bytes or "
-                        "an integer from 0 to 2^53-1");
-            return -1;
-        }
+    if (id != NULL && id_valid(id))
         req->id = id;
+
+    if (t == NULL) {
+        msg_set_err(err, PE_MISSING_FIELD, "field 'type' is missing");
+        return -1;
+    }
+    if (!cJSON_IsString(t)) {
+        msg_set_err(err, PE_BAD_FIELD, "field 'type' must be a string");
+        return -1;
+    }
+    if (id != NULL && req->id == NULL) {
+        msg_set_err(err, PE_BAD_FIELD,
+                    "field 'id' must be a string of at most 64 bytes or "
+                    "an integer from 0 to 2^53-1");
+        return -1;
     }
 
     if (req->type == MSG_UNKNOWN) {
@@ -732,8 +736,8 @@ add_str(cJSON *obj, const char *key, const char *val)
     return cJSON_AddStringToObject(obj, key, val) != NULL;
 }
 
-static bool
-add_id(cJSON *obj, const cJSON *id)
+bool
+msg_add_id(cJSON *obj, const cJSON *id)
 {
     cJSON *copy = NULL;
     double d;
@@ -777,7 +781,7 @@ msg_new(const char *type, const cJSON *id)
     obj = cJSON_CreateObject();
     if (obj == NULL)
         return NULL;
-    return built(obj, add_str(obj, "type", type) && add_id(obj, id));
+    return built(obj, add_str(obj, "type", type) && msg_add_id(obj, id));
 }
 
 cJSON *

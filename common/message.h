@@ -161,6 +161,10 @@ cJSON *msg_build_topic(const char *room, const char *topic, const char *by,
 cJSON *msg_build_quit(const char *nick, const char *reason, int64_t ts);
 cJSON *msg_build_bye(const char *reason, const cJSON *id);
 
+/* Add id (a validated request id; NULL adds nothing) to obj as "id",
+ * printing large integers exactly. false when cJSON fails. */
+bool msg_add_id(cJSON *obj, const cJSON *id);
+
 /* Serialize obj compactly. Returns a g_malloc'd buffer of *len bytes (no
  * NUL counted) or NULL when cJSON fails. */
 char *msg_encode(const cJSON *obj, size_t *len);

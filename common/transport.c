@@ -4,7 +4,9 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdbool.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <glib.h>
 
@@ -13,6 +15,7 @@
 
 static const struct transport_ops *const transport_backends[] = {
     &transport_tcp_ops,
+    &transport_unix_ops,
 };
 
 const struct transport_ops *
@@ -26,16 +29,58 @@ transport_find(const char *scheme)
     return NULL;
 }
 
-int
-transport_listen(const struct endpoint *ep, const struct addr *a,
-                 struct transport **out)
+/* Parse url and resolve it for ops' socket type. */
+static int
+transport_resolve(const char *url, unsigned short def_port, bool passive,
+                  const struct transport_ops **ops, struct addr *addrs,
+                  size_t max, size_t *n, char *why, size_t why_len)
 {
-    const struct transport_ops *ops = transport_find(ep->scheme);
+    struct endpoint ep;
+    int rc;
 
-    *out = NULL;
-    if (!ops)
+    *ops = NULL;
+    *n = 0;
+    rc = addr_parse_url(url, "tcp", def_port, &ep, why, why_len);
+    if (rc != CHAT_OK)
+        return rc;
+    *ops = transport_find(ep.scheme);
+    if (!*ops) {
+        snprintf(why, why_len, "transport '%s' is not available", ep.scheme);
         return CHAT_EADDR;
-    return ops->listen(a, out);
+    }
+    return addr_resolve(&ep, passive, (*ops)->socktype, addrs, max, n, why,
+                        why_len);
+}
+
+int
+transport_listen_url(const char *url, unsigned short def_port,
+                     struct transport **out, size_t max, size_t *n, char *why,
+                     size_t why_len)
+{
+    const struct transport_ops *ops;
+    struct addr addrs[8];
+    size_t count = 0, i;
+    int rc;
+
+    *n = 0;
+    rc = transport_resolve(url, def_port, true, &ops, addrs,
+                           G_N_ELEMENTS(addrs), &count, why, why_len);
+    if (rc != CHAT_OK)
+        return rc;
+    for (i = 0; i < count && *n < max; i++) {
+        struct transport *t = NULL;
+        char where[ADDR_STR_MAX];
+
+        rc = ops->listen(&addrs[i], &t);
+        if (rc != CHAT_OK) {
+            addr_format(&addrs[i], where, sizeof(where));
+            snprintf(why, why_len, "%s: %s", where, chat_strerror(rc));
+            continue;
+        }
+        t->is_listener = true;
+        out[(*n)++] = t;
+    }
+    return *n > 0 ? CHAT_OK : CHAT_EADDR;
 }
 
 int
@@ -45,23 +90,86 @@ transport_accept(struct transport *l, struct transport **out)
     return l->ops->accept(l, out);
 }
 
-/* Wait for a started connect to finish, at most timeout_ms. */
+int
+transport_next_timeout(const struct transport *t, int64_t now_ms)
+{
+    return t->ops->next_timeout ? t->ops->next_timeout(t, now_ms) : -1;
+}
+
+int
+transport_tick(struct transport *t, int64_t now_ms)
+{
+    return t->ops->tick ? t->ops->tick(t, now_ms) : CHAT_OK;
+}
+
+unsigned
+transport_poll_events(const struct transport *t, unsigned want)
+{
+    return t->ops->poll_events ? t->ops->poll_events(t, want) : want;
+}
+
+void
+transport_describe(const struct transport *t, char *out, size_t n)
+{
+    char where[ADDR_STR_MAX];
+
+    if (t->ops->describe) {
+        t->ops->describe(t, out, n);
+        return;
+    }
+    addr_format(&t->peer, where, sizeof(where));
+    snprintf(out, n, "%s %s", t->ops->name, where);
+}
+
+static int64_t
+transport_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Wait for a started connect to finish, at most timeout_ms. A stream
+ * backend finishes when the socket turns writable; udp exchanges its
+ * handshake datagrams, so connect_done answers CHAT_EAGAIN until it is
+ * through, and its timers resend what was lost meanwhile.
+ */
 static int
 transport_wait_connected(struct transport *t, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = t->fd, .events = POLLOUT};
-    int n;
+    int64_t end = transport_now_ms() + timeout_ms;
 
-    do
-        n = poll(&pfd, 1, timeout_ms);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return CHAT_ESYS;
-    if (n == 0) {
-        errno = ETIMEDOUT;
-        return CHAT_ESYS;
+    for (;;) {
+        unsigned ev = transport_poll_events(t, TRANSPORT_WRITE);
+        struct pollfd pfd = {.fd = t->fd, .events = 0};
+        int64_t now = transport_now_ms();
+        int wait = (int)(end - now), timer, n, rc;
+
+        if (wait <= 0) {
+            errno = ETIMEDOUT;
+            return CHAT_ESYS;
+        }
+        timer = transport_next_timeout(t, now);
+        if (timer >= 0 && timer < wait)
+            wait = timer;
+        if (ev & TRANSPORT_READ)
+            pfd.events |= POLLIN;
+        if (ev & TRANSPORT_WRITE)
+            pfd.events |= POLLOUT;
+        n = poll(&pfd, 1, wait);
+        if (n < 0 && errno != EINTR)
+            return CHAT_ESYS;
+        rc = transport_tick(t, transport_now_ms());
+        if (rc != CHAT_OK)
+            return rc;
+        if (n <= 0)
+            continue;
+        rc = t->ops->connect_done(t);
+        if (rc != CHAT_EAGAIN)
+            return rc;
     }
-    return t->ops->connect_done(t);
 }
 
 int
@@ -70,23 +178,14 @@ transport_connect_url(const char *url, unsigned short def_port,
                       size_t why_len)
 {
     const struct transport_ops *ops;
-    struct endpoint ep;
     struct addr addrs[8];
     struct transport *t = NULL;
     size_t n = 0, i;
     int rc;
 
     *out = NULL;
-    rc = addr_parse_url(url, "tcp", def_port, &ep, why, why_len);
-    if (rc != CHAT_OK)
-        return rc;
-    ops = transport_find(ep.scheme);
-    if (!ops) {
-        snprintf(why, why_len, "transport '%s' is not available", ep.scheme);
-        return CHAT_EADDR;
-    }
-    rc = addr_resolve(&ep, false, SOCK_STREAM, addrs, G_N_ELEMENTS(addrs), &n,
-                      why, why_len);
+    rc = transport_resolve(url, def_port, false, &ops, addrs,
+                           G_N_ELEMENTS(addrs), &n, why, why_len);
     if (rc != CHAT_OK)
         return rc;
     rc = CHAT_EADDR;

@@ -11,6 +11,7 @@
 #define SOCKCHAT_TRANSPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "addr.h"
@@ -18,18 +19,24 @@
 struct transport; /* opaque */
 struct transport_ops;
 
-extern const struct transport_ops transport_tcp_ops;
+extern const struct transport_ops transport_tcp_ops, transport_unix_ops;
+
+/* Readiness bits, the same values as loop.h's LOOP_READ and LOOP_WRITE. */
+#define TRANSPORT_READ 1u
+#define TRANSPORT_WRITE 2u
 
 /* The backend for a URL scheme ("tcp"), or NULL. */
 const struct transport_ops *transport_find(const char *scheme);
 
 /*
- * Bind and listen on the address a with the backend for ep->scheme.
- * CHAT_OK and a listener in *out, or a negative code (errno kept for
- * CHAT_ESYS).
+ * Listen on every address url resolves to (a bare host[:port] takes tcp and
+ * def_port): up to max listeners in out[], their number in *n. CHAT_OK when
+ * at least one is listening (why[] names any address that failed), else a
+ * negative code with why[] filled.
  */
-int transport_listen(const struct endpoint *ep, const struct addr *a,
-                     struct transport **out);
+int transport_listen_url(const char *url, unsigned short def_port,
+                         struct transport **out, size_t max, size_t *n,
+                         char *why, size_t why_len);
 
 /*
  * Accept one waiting peer on listener l. CHAT_OK with a new stream in *out,
@@ -59,6 +66,26 @@ void transport_shutdown(struct transport *t);
 
 /* Close and free t. NULL is a no-op. */
 void transport_close(struct transport *t);
+
+/*
+ * Timers. A backend that keeps its own reliability (udp) needs to run
+ * retransmissions and keepalives; the stream backends have no timers.
+ * transport_next_timeout: ms from now_ms until transport_tick() is due, or
+ * -1 for never. transport_tick: run what is due; CHAT_OK, or CHAT_ECLOSED
+ * (the peer reset or the stream ended) / CHAT_ESYS (errno ETIMEDOUT: the
+ * peer stopped answering), after which the stream is dead.
+ */
+int transport_next_timeout(const struct transport *t, int64_t now_ms);
+int transport_tick(struct transport *t, int64_t now_ms);
+
+/* The readiness bits to watch on transport_fd(t) for a caller that wants
+ * to read and/or write (TRANSPORT_* bits). A stream backend returns want;
+ * udp waits for acks (READ) rather than WRITE while its window is full. */
+unsigned transport_poll_events(const struct transport *t, unsigned want);
+
+/* One line about the stream for people: "tcp 127.0.0.1:7710" or
+ * "udp [::1]:7710 rtt 0.4 ms, 3 retransmitted". */
+void transport_describe(const struct transport *t, char *out, size_t n);
 
 /* The descriptor the loop watches. */
 int transport_fd(const struct transport *t);

@@ -250,7 +250,7 @@ cmd_say(struct client *c, const struct msg_request *req)
         if (m == c && req->id) {
             cJSON *mine = cJSON_Duplicate(ev, 1);
 
-            cJSON_AddItemToObject(mine, "id", cJSON_Duplicate(req->id, 1));
+            msg_add_id(mine, req->id);
             client_send(c, mine);
             cJSON_Delete(mine);
         } else {
@@ -280,7 +280,7 @@ cmd_msg(struct client *c, const struct msg_request *req)
     if (to != c)
         client_send(to, ev);
     if (req->id)
-        cJSON_AddItemToObject(ev, "id", cJSON_Duplicate(req->id, 1));
+        msg_add_id(ev, req->id);
     client_send(c, ev);
     cJSON_Delete(ev);
 }
@@ -302,7 +302,7 @@ cmd_nick(struct client *c, const struct msg_request *req)
     ev = msg_build_renamed(old, c->nick, msg_now_ms(), NULL);
     server_send_peers(c->srv, c, ev, false);
     if (req->id)
-        cJSON_AddItemToObject(ev, "id", cJSON_Duplicate(req->id, 1));
+        msg_add_id(ev, req->id);
     client_send(c, ev);
     cJSON_Delete(ev);
     log_info("conn %u: %s is now %s", c->id, old, c->nick);
@@ -324,7 +324,7 @@ cmd_topic(struct client *c, const struct msg_request *req)
      * answers its request and carries the id. */
     server_send_room(c->srv, r, ev, c);
     if (req->id)
-        cJSON_AddItemToObject(ev, "id", cJSON_Duplicate(req->id, 1));
+        msg_add_id(ev, req->id);
     client_send(c, ev);
     cJSON_Delete(ev);
 }

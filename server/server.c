@@ -37,10 +37,12 @@ struct server {
     GHashTable *clients;   /* struct client * set (owns them) */
     GHashTable *nicks;     /* folded nick -> struct client * */
     GPtrArray *pending;    /* clients with output to flush this pass */
+    GHashTable *timed;     /* clients whose transport runs timers */
     unsigned next_id;
     int64_t accept_paused_until;
     int64_t emfile_logged;
     int64_t next_sweep; /* monotonic ms of the next idle sweep */
+    unsigned closing;   /* clients flushing a last word: not counted */
 };
 
 static void client_destroy(struct client *c);
@@ -99,6 +101,7 @@ server_new(const struct server_config *cfg, struct loop *l)
     s->clients = g_hash_table_new(g_direct_hash, g_direct_equal);
     s->nicks = g_hash_table_new(g_str_hash, g_str_equal);
     s->pending = g_ptr_array_new();
+    s->timed = g_hash_table_new(g_direct_hash, g_direct_equal);
     return s;
 }
 
@@ -125,6 +128,7 @@ server_free(struct server *s)
     g_hash_table_destroy(s->clients);
     g_hash_table_destroy(s->nicks);
     g_ptr_array_unref(s->pending);
+    g_hash_table_destroy(s->timed);
     rooms_free(s->rooms);
     config_clear(&s->cfg);
     g_free(s);
@@ -183,6 +187,16 @@ server_set_nick(struct server *s, struct client *c, const char *nick)
 
 /* ---- output ------------------------------------------------------------ */
 
+/* Keep c in the set of clients whose transport has timers running. */
+static void
+server_track_timers(struct client *c)
+{
+    if (transport_next_timeout(c->t, server_now()) >= 0)
+        g_hash_table_add(c->srv->timed, c);
+    else
+        g_hash_table_remove(c->srv->timed, c);
+}
+
 static void
 client_want(struct client *c)
 {
@@ -192,7 +206,10 @@ client_want(struct client *c)
         ev |= LOOP_READ;
     if (buf_len(&c->out) > 0)
         ev |= LOOP_WRITE;
-    loop_mod_fd(c->srv->loop, c->fd, ev);
+    /* The transport may need other events than the ones we want (udp
+     * waits for acks, not writability, while its window is full). */
+    loop_mod_fd(c->srv->loop, c->fd, transport_poll_events(c->t, ev));
+    server_track_timers(c);
 }
 
 static void
@@ -400,6 +417,7 @@ client_close(struct client *c, const char *reason)
     c->closing = true;
     c->registered = false;
     c->close_by = server_now() + CLOSE_GRACE_MS;
+    s->closing++;
     /* Flush at the end of this pass, then shut down. */
     client_mark_pending(c);
 }
@@ -416,6 +434,8 @@ client_destroy(struct client *c)
         if (g_ptr_array_index(s->pending, i) == c)
             s->pending->pdata[i] = NULL;
     g_hash_table_remove(s->clients, c);
+    g_hash_table_remove(s->timed, c);
+    s->closing--; /* client_close() above made sure c was counted */
     loop_del_fd(s->loop, c->fd);
     transport_close(c->t);
     buf_cleanup(&c->in);
@@ -502,6 +522,37 @@ client_read(struct client *c)
     return true;
 }
 
+/* Run c's transport timers. false when the stream died and c is gone. */
+static bool
+client_run_timers(struct client *c, int64_t now, int *wait)
+{
+    int due = transport_next_timeout(c->t, now), rc;
+
+    if (due > 0) {
+        if (due < *wait)
+            *wait = due;
+        return true;
+    }
+    if (due < 0) {
+        g_hash_table_remove(c->srv->timed, c);
+        return true;
+    }
+    rc = transport_tick(c->t, now);
+    if (rc != CHAT_OK) {
+        client_close(c, rc == CHAT_ECLOSED ? "connection reset" : "timeout");
+        client_destroy(c);
+        return false;
+    }
+    /* A tick may have opened the send window or changed what to watch. */
+    if (buf_len(&c->out) > 0)
+        client_mark_pending(c);
+    client_want(c);
+    due = transport_next_timeout(c->t, now);
+    if (due >= 0 && due < *wait)
+        *wait = due;
+    return true;
+}
+
 static void
 client_on_io(struct loop *l, int fd, unsigned events, void *arg)
 {
@@ -511,7 +562,9 @@ client_on_io(struct loop *l, int fd, unsigned events, void *arg)
     (void)fd;
     if ((events & LOOP_READ) && !client_read(c))
         return;
-    if ((events & LOOP_WRITE) && client_flush(c) != CHAT_OK)
+    /* Reading may have taken acks that let queued output go (udp). */
+    if (((events & LOOP_WRITE) || buf_len(&c->out) > 0) &&
+        client_flush(c) != CHAT_OK)
         client_destroy(c);
 }
 
@@ -562,7 +615,9 @@ server_accept_one(struct server *s, struct transport *t)
     int rc;
 
     addr_format(transport_peer(t), peer, sizeof(peer));
-    if (g_hash_table_size(s->clients) >= s->cfg.max_clients) {
+    /* Clients on their way out (a last error or bye being flushed) do
+     * not hold a place. */
+    if (g_hash_table_size(s->clients) - s->closing >= s->cfg.max_clients) {
         log_info("refusing %s: %u clients already", peer, s->cfg.max_clients);
         server_refuse(s, t, "the server is full; try again later");
         return;
@@ -630,52 +685,34 @@ listener_on_io(struct loop *l, int fd, unsigned events, void *arg)
 int
 server_listen(struct server *s, const char *url, char *why, size_t why_len)
 {
-    struct endpoint ep;
-    struct addr addrs[8];
-    size_t n = 0, i, ok = 0;
+    struct transport *ts[8];
+    size_t n = 0, i;
     int rc;
 
-    rc = addr_parse_url(url, "tcp", 7710, &ep, why, why_len);
-    if (rc != CHAT_OK)
-        return rc;
-    if (!transport_find(ep.scheme)) {
-        g_snprintf(why, why_len, "transport '%s' is not available", ep.scheme);
-        return CHAT_EADDR;
+    if (s->listeners->len >= SERVER_MAX_LISTENERS) {
+        g_snprintf(why, why_len, "too many listeners");
+        return CHAT_EFULL;
     }
-    rc = addr_resolve(&ep, true, SOCK_STREAM, addrs, G_N_ELEMENTS(addrs), &n,
-                      why, why_len);
+    rc = transport_listen_url(url, 7710, ts, G_N_ELEMENTS(ts), &n, why,
+                              why_len);
     if (rc != CHAT_OK)
         return rc;
     for (i = 0; i < n; i++) {
-        struct listener *ls;
-        struct transport *t = NULL;
-        char where[ADDR_STR_MAX];
+        struct listener *ls = g_new0(struct listener, 1);
 
-        addr_format(&addrs[i], where, sizeof(where));
-        if (s->listeners->len >= SERVER_MAX_LISTENERS) {
-            g_snprintf(why, why_len, "too many listeners");
-            return CHAT_EFULL;
-        }
-        rc = transport_listen(&ep, &addrs[i], &t);
-        if (rc != CHAT_OK) {
-            g_snprintf(why, why_len, "%s: %s", where, chat_strerror(rc));
-            continue;
-        }
-        ls = g_new0(struct listener, 1);
         ls->srv = s;
-        ls->t = t;
-        rc = loop_add_fd(s->loop, transport_fd(t), LOOP_READ, listener_on_io,
-                         ls);
+        ls->t = ts[i];
+        rc = loop_add_fd(s->loop, transport_fd(ts[i]), LOOP_READ,
+                         listener_on_io, ls);
         if (rc != CHAT_OK) {
-            g_snprintf(why, why_len, "%s: cannot watch the socket", where);
-            transport_close(t);
+            g_snprintf(why, why_len, "cannot watch a listening socket");
+            transport_close(ts[i]);
             g_free(ls);
             continue;
         }
         g_ptr_array_add(s->listeners, ls);
-        ok++;
     }
-    return ok > 0 ? CHAT_OK : CHAT_EADDR;
+    return s->listeners->len > 0 ? CHAT_OK : CHAT_EADDR;
 }
 
 char *
@@ -706,6 +743,9 @@ client_check_idle(struct client *c, int64_t now)
             client_destroy(c);
         return;
     }
+    /* Buffers are kept while busy and given back once idle. */
+    buf_shrink(&c->in);
+    buf_shrink(&c->out);
     if (idle <= 0)
         return;
     if (c->ping_at == 0 && now - c->last_rx >= idle) {
@@ -731,21 +771,40 @@ server_tick(struct server *s)
     GPtrArray *all;
     guint i;
 
+    int wait;
+
     if (s->accept_paused_until && now >= s->accept_paused_until) {
         s->accept_paused_until = 0;
         server_pause_accept(s, false);
     }
+    /* Transport timers (udp retransmissions) run on time, for the few
+     * clients that have them. */
+    wait = s->next_sweep > now ? (int)(s->next_sweep - now) : 0;
+    if (g_hash_table_size(s->timed) > 0) {
+        GPtrArray *timed = g_ptr_array_new();
+        GHashTableIter it;
+        gpointer k, v;
+
+        g_hash_table_iter_init(&it, s->timed);
+        while (g_hash_table_iter_next(&it, &k, &v))
+            g_ptr_array_add(timed, k);
+        for (i = 0; i < timed->len; i++)
+            client_run_timers(g_ptr_array_index(timed, i), now, &wait);
+        g_ptr_array_unref(timed);
+    }
     /* Sweeping every client is O(clients): do it a few times a second,
      * not on every pass. */
-    if (now < s->next_sweep)
-        return (int)(s->next_sweep - now);
+    if (now < s->next_sweep) {
+        server_flush_pending(s);
+        return wait;
+    }
     s->next_sweep = now + TICK_MS;
     all = server_all_clients(s);
     for (i = 0; i < all->len; i++)
         client_check_idle(g_ptr_array_index(all, i), now);
     g_ptr_array_unref(all);
     server_flush_pending(s);
-    return TICK_MS;
+    return wait < TICK_MS ? wait : TICK_MS;
 }
 
 void

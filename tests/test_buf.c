@@ -168,8 +168,10 @@ test_buf_reserve_commit(void **state)
     buf_cleanup(&b);
 }
 
+/* Drained storage is kept (no free/regrow churn while busy) until
+ * buf_shrink() gives it back. */
 static void
-test_buf_released_when_drained(void **state)
+test_buf_kept_when_drained_released_by_shrink(void **state)
 {
     struct buf b;
     uint8_t in[600];
@@ -184,15 +186,23 @@ test_buf_released_when_drained(void **state)
     assert_int_equal(buf_ptr(&b)[0], in[599]);
     buf_consume(&b, 1);
     assert_int_equal(buf_len(&b), 0);
+    assert_non_null(b.data);
+    assert_int_equal(buf_room(&b), 4096);
+
+    /* Shrinking a non-empty buffer keeps its bytes. */
+    assert_int_equal(buf_append(&b, in, 10), CHAT_OK);
+    buf_shrink(&b);
+    assert_memory_equal(buf_ptr(&b), in, 10);
+    buf_consume(&b, 10);
+    assert_non_null(b.data);
+    buf_shrink(&b);
     assert_null(b.data);
     assert_null(buf_ptr(&b));
     assert_int_equal(buf_room(&b), 4096);
 
-    /* Usable again after being drained. */
+    /* Usable again after being released. */
     assert_int_equal(buf_append(&b, in, 10), CHAT_OK);
     assert_memory_equal(buf_ptr(&b), in, 10);
-    buf_consume(&b, 10);
-    assert_null(buf_ptr(&b));
     buf_cleanup(&b);
 }
 
@@ -319,14 +329,15 @@ test_buf_random_interleave_matches_reference(void **state)
             buf_consume(&b, n);
             memmove(ref, ref + n, ref_len - n);
             ref_len -= n;
+            /* An owner gives storage back once drained: regrow from 0. */
+            if (ref_len == 0)
+                buf_shrink(&b);
         }
         if (b.alloc > prev_alloc && prev_alloc)
             grows++;
         assert_int_equal(buf_len(&b), ref_len);
         assert_int_equal(buf_room(&b), CAP - ref_len);
-        if (ref_len == 0) {
-            assert_null(buf_ptr(&b));
-        } else {
+        if (ref_len > 0) {
             assert_true(b.alloc <= CAP || b.alloc <= 512);
             assert_memory_equal(buf_ptr(&b), ref, ref_len);
         }
@@ -347,7 +358,7 @@ main(void)
         cmocka_unit_test(test_buf_append_consume),
         cmocka_unit_test(test_buf_cap_enforced),
         cmocka_unit_test(test_buf_reserve_commit),
-        cmocka_unit_test(test_buf_released_when_drained),
+        cmocka_unit_test(test_buf_kept_when_drained_released_by_shrink),
         cmocka_unit_test(test_buf_slide_keeps_bytes),
         cmocka_unit_test(test_buf_grow_keeps_bytes),
         cmocka_unit_test(test_buf_grow_to_exact_cap),

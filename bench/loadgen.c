@@ -1,0 +1,1709 @@
+/* loadgen.c - sockchat load generator (bench/, never installed).
+ *
+ * One process, one thread, epoll, TCP_NODELAY, non-blocking sockets; it
+ * follows doc/BENCHMARKS.md (and the shared BENCHMARK-METHOD). N clients say
+ * hello and join one room, at most C connecting or registering at a time.
+ * Clients 0..S-1 are senders and members too; each sends WARM + M `say`
+ * frames whose text carries its id, its own sequence number and the send
+ * time (CLOCK_MONOTONIC, ns).
+ *
+ * Window: a sender may have at most W messages that have not yet reached
+ * all N-1 other members (the exact rule of the method, not an echo-based
+ * approximation). Every receiver counts each new message of each sender in
+ * a per-sender ring of W counters; the oldest outstanding message is done
+ * when its counter reaches N-1. The sender's own echo is checked but counts
+ * neither as a delivery nor towards the window.
+ *
+ * Every receiver parses every delivery and checks the sender's sequence (no
+ * gap, no duplicate, in order) and the room seq (first 1, then strictly +1;
+ * the server must be fresh). Latency is receive time (taken once per recv)
+ * minus the embedded send time, into 1 us buckets up to 1 s (then 1 ms
+ * buckets up to 60 s, then an overflow bucket); percentiles are the lower
+ * edge of their bucket. The measured phase starts once every WARM message has
+ * reached every member (a barrier: senders pause at WARM) and ends when the
+ * last measured message has reached everyone, echoes included.
+ *
+ * --relay runs the optional "raw relay" ceiling instead: a minimal epoll
+ * server that answers hello and join with canned replies and turns each say
+ * into a message frame for every member (sender included, as sockchatd
+ * does), appending to per-client buffers and flushing once per epoll_wait
+ * batch. It is not a chat server; it measures the loopback TCP path and the
+ * load generator itself.
+ *
+ * Loopback only: any other address is refused. Exit status: 0 when every
+ * check passed, 1 when a check failed (loss, duplicate, order, room seq, an
+ * error from the server, a member that left), 2 for a bad command line or a
+ * system error, 3 when the run did not complete (--max-seconds, no progress
+ * for 5 s, or a connection lost).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <glib.h>
+
+#define FRAME_HDR 4
+#define FRAME_CAP (16u * 1024 * 1024) /* protocol's largest max_frame */
+#define PRE_WELCOME_FRAME 65536       /* limit until welcome says */
+#define READ_CHUNK (256u * 1024)
+#define HIST_US 1000000u /* 1 us buckets below 1 s, */
+#define HIST_MS 60000u   /* then 1 ms buckets below 60 s, then overflow */
+#define HIST_LEN (HIST_US + (HIST_MS - 1000u) + 1u)
+#define MAX_EVENTS 1024
+#define NICK_PREFIX "lg"
+#define TEXT_HEAD 37 /* "SSSS QQQQQQQQQQ TTTTTTTTTTTTTTTTTTTT " */
+#define MAX_FIELDS 16
+#define STALL_SECONDS 5 /* no byte received while sending: give up */
+
+enum conn_state {
+    CS_IDLE = 0, /* not connected yet */
+    CS_CONNECTING,
+    CS_HELLO, /* hello sent, waiting for welcome */
+    CS_JOIN,  /* join sent, waiting for room */
+    CS_READY,
+    CS_DEAD,
+};
+
+enum phase {
+    PH_CONNECT = 0,
+    PH_WARM,
+    PH_MEASURE,
+    PH_DONE,
+};
+
+struct obuf {
+    uint8_t *p;
+    size_t off, len, cap;
+};
+
+struct conn {
+    int fd;
+    unsigned id;
+    enum conn_state state;
+    bool want_out;  /* EPOLLOUT registered */
+    uint8_t *stash; /* an incomplete frame left from the last recv */
+    size_t stash_len, stash_cap;
+    struct obuf out;
+    uint64_t room_seq; /* last room seq seen; 0 = none yet */
+    uint64_t *next;    /* per sender: next expected sequence, from 1 */
+    uint64_t *gaps;    /* per sender: messages skipped and not yet seen */
+    /* relay mode only */
+    char nick[32];
+    bool pending; /* in the relay's flush list */
+};
+
+struct sender {
+    uint64_t sent;  /* sequences 1..sent are out */
+    uint64_t acked; /* 1..acked reached all N-1 others */
+    uint32_t *ring; /* W counters of receivers, by seq % W */
+    uint64_t limit; /* send up to this sequence in the current phase */
+    int64_t due_ns; /* rate mode: when the next one may go */
+};
+
+struct counters {
+    uint64_t gaps, dups, reorders, room_seq_errors, bad_deliveries;
+    uint64_t server_errors, closed, peer_left, proto_errors;
+    uint64_t rate_late; /* rate mode: sends held back by the window */
+};
+
+struct proc_sample {
+    bool ok;
+    double stat_s;      /* utime + stime */
+    double user_s;      /* utime alone */
+    double schedstat_s; /* sum over tasks of time on CPU */
+};
+
+struct lg {
+    /* options */
+    char *url, *room;
+    int n, s, w, c, text_bytes, max_seconds, server_pid;
+    gint64 m, warm;
+    double rate;
+    gboolean json, relay;
+
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    int ep;
+    struct conn *conns;
+    struct sender *senders;
+    uint64_t *next_all, *gaps_all;
+    uint8_t *scratch;
+    size_t scratch_cap;
+    uint32_t max_frame;
+    char say_prefix[128];
+    size_t say_prefix_len;
+
+    enum phase phase;
+    int next_connect, in_flight, ready;
+    int64_t t_start, t_ready, t_measure, t_end, deadline;
+    int64_t t_progress; /* last frame received */
+    bool stalled;
+    uint64_t deliveries; /* measured, to others */
+    uint64_t echoes;     /* measured, to the sender itself */
+    uint64_t *hist;
+    uint64_t lat_sum_us, lat_max_us, lat_n;
+    struct counters err;
+    char first_error[256];
+    struct proc_sample cpu0, cpu1;
+    double self0, self1;
+    long long overflows0, overflows1;
+    long rss_kb, hwm_kb;
+};
+
+static int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void note_error(struct lg *g, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+static void
+note_error(struct lg *g, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (g->first_error[0] != '\0')
+        return;
+    va_start(ap, fmt);
+    vsnprintf(g->first_error, sizeof(g->first_error), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- /proc readings ---------------------------------------------------- */
+
+static struct proc_sample
+proc_cpu(int pid)
+{
+    struct proc_sample r = {0};
+    char path[64], buf[1024];
+    FILE *f = NULL;
+    char *p;
+    unsigned long long ut = 0, st = 0;
+    DIR *d = NULL;
+    struct dirent *de;
+    int i;
+
+    if (pid <= 0)
+        return r;
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    if (!f)
+        return r;
+    if (!fgets(buf, sizeof(buf), f)) {
+        fclose(f);
+        return r;
+    }
+    fclose(f);
+    /* The command name may hold spaces: fields count from the last ')'. */
+    p = strrchr(buf, ')');
+    if (!p)
+        return r;
+    p++;
+    /* Field 3 follows ')'; utime and stime are fields 14 and 15. */
+    for (i = 3; i < 14 && p; i++)
+        p = strchr(p + 1, ' ');
+    if (!p || sscanf(p, " %llu %llu", &ut, &st) != 2)
+        return r;
+    r.stat_s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    r.user_s = (double)ut / (double)sysconf(_SC_CLK_TCK);
+    r.ok = true;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", pid);
+    d = opendir(path);
+    if (!d)
+        return r;
+    while ((de = readdir(d)) != NULL) {
+        unsigned long long ns = 0;
+
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(buf, sizeof(buf), "/proc/%d/task/%s/schedstat", pid,
+                 de->d_name);
+        f = fopen(buf, "r");
+        if (!f)
+            continue;
+        if (fscanf(f, "%llu", &ns) == 1)
+            r.schedstat_s += (double)ns / 1e9;
+        fclose(f);
+    }
+    closedir(d);
+    return r;
+}
+
+static long
+proc_status_kb(int pid, const char *key)
+{
+    char path[64], line[256];
+    size_t klen = strlen(key);
+    long v = -1;
+    FILE *f;
+
+    if (pid <= 0)
+        return -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            v = strtol(line + klen + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* TcpExt ListenOverflows of this network namespace, or -1. */
+static long long
+listen_overflows(void)
+{
+    char names[4096], values[4096];
+    char *sn = NULL, *sv = NULL, *tn, *tv;
+    long long r = -1;
+    FILE *f = fopen("/proc/net/netstat", "r");
+
+    if (!f)
+        return -1;
+    while (fgets(names, sizeof(names), f) && fgets(values, sizeof(values), f)) {
+        if (strncmp(names, "TcpExt:", 7) != 0)
+            continue;
+        tn = strtok_r(names, " \n", &sn);
+        tv = strtok_r(values, " \n", &sv);
+        while (tn && tv) {
+            if (strcmp(tn, "ListenOverflows") == 0) {
+                r = strtoll(tv, NULL, 10);
+                break;
+            }
+            tn = strtok_r(NULL, " \n", &sn);
+            tv = strtok_r(NULL, " \n", &sv);
+        }
+        break;
+    }
+    fclose(f);
+    return r;
+}
+
+static double
+self_cpu(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- a flat JSON object scanner -------------------------------------- */
+
+/* Deliveries are flat objects of strings and numbers; cJSON would allocate
+ * a tree per frame and make the load generator, not the server, the
+ * bottleneck. This scanner checks the object's syntax and lends pointers
+ * into the frame. Anything nested makes it answer -2, and the caller falls
+ * back to cJSON (welcome, room). */
+struct jfield {
+    const char *k, *v;
+    size_t klen, vlen;
+    bool str, esc;
+};
+
+static const char *
+skip_ws(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* p at the opening quote; the end of the string's content, or NULL. */
+static const char *
+scan_string(const char *p, const char *e, bool *esc)
+{
+    p++;
+    while (p < e) {
+        unsigned char ch = (unsigned char)*p;
+
+        if (ch == '"')
+            return p;
+        if (ch < 0x20)
+            return NULL;
+        if (ch == '\\') {
+            *esc = true;
+            p++;
+            if (p >= e)
+                return NULL;
+        }
+        p++;
+    }
+    return NULL;
+}
+
+/* Number of fields, -1 when malformed, -2 when nested (use cJSON). */
+static int
+flat_scan(const char *p, size_t n, struct jfield *f, int maxf)
+{
+    const char *e = p + n;
+    int nf = 0;
+
+    p = skip_ws(p, e);
+    if (p >= e || *p != '{')
+        return -1;
+    p = skip_ws(p + 1, e);
+    if (p < e && *p == '}')
+        goto tail;
+    for (;;) {
+        struct jfield *x;
+        const char *q;
+
+        if (nf == maxf)
+            return -2;
+        x = &f[nf++];
+        memset(x, 0, sizeof(*x));
+        if (p >= e || *p != '"')
+            return -1;
+        q = scan_string(p, e, &x->esc);
+        if (!q)
+            return -1;
+        x->k = p + 1;
+        x->klen = (size_t)(q - p - 1);
+        x->esc = false;
+        p = skip_ws(q + 1, e);
+        if (p >= e || *p != ':')
+            return -1;
+        p = skip_ws(p + 1, e);
+        if (p >= e)
+            return -1;
+        if (*p == '"') {
+            q = scan_string(p, e, &x->esc);
+            if (!q)
+                return -1;
+            x->str = true;
+            x->v = p + 1;
+            x->vlen = (size_t)(q - p - 1);
+            p = q + 1;
+        } else if (*p == '{' || *p == '[') {
+            return -2;
+        } else {
+            q = p;
+            while (q < e &&
+                   (g_ascii_isalnum(*q) || *q == '-' || *q == '+' || *q == '.'))
+                q++;
+            if (q == p)
+                return -1;
+            x->v = p;
+            x->vlen = (size_t)(q - p);
+            p = q;
+        }
+        p = skip_ws(p, e);
+        if (p >= e)
+            return -1;
+        if (*p == '}')
+            break;
+        if (*p != ',')
+            return -1;
+        p = skip_ws(p + 1, e);
+    }
+tail:
+    p = skip_ws(p + 1, e);
+    return p == e ? nf : -1;
+}
+
+static const struct jfield *
+field(const struct jfield *f, int nf, const char *key)
+{
+    size_t kl = strlen(key);
+    int i;
+
+    for (i = 0; i < nf; i++)
+        if (f[i].klen == kl && memcmp(f[i].k, key, kl) == 0)
+            return &f[i];
+    return NULL;
+}
+
+static bool
+field_is(const struct jfield *x, const char *s)
+{
+    size_t l = strlen(s);
+
+    return x && x->str && !x->esc && x->vlen == l && memcmp(x->v, s, l) == 0;
+}
+
+/* Digits only, at most 20 of them, no overflow. */
+static bool
+parse_u64(const char *p, size_t n, uint64_t *out)
+{
+    uint64_t v = 0, d;
+    size_t i;
+
+    *out = 0;
+    if (n == 0 || n > 20)
+        return false;
+    for (i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        d = (uint64_t)(p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* ---- buffers and sockets -------------------------------------------- */
+
+static uint8_t *
+obuf_reserve(struct obuf *b, size_t n)
+{
+    if (b->off > 0 && b->off == b->len)
+        b->off = b->len = 0;
+    if (n > b->cap - b->len) {
+        if (b->off > 0) {
+            memmove(b->p, b->p + b->off, b->len - b->off);
+            b->len -= b->off;
+            b->off = 0;
+        }
+        if (n > b->cap - b->len) {
+            size_t ncap = b->cap ? b->cap : 4096;
+
+            while (n > ncap - b->len)
+                ncap *= 2;
+            b->p = g_realloc(b->p, ncap);
+            b->cap = ncap;
+        }
+    }
+    return b->p + b->len;
+}
+
+static void
+store_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void
+obuf_frame(struct obuf *b, const char *json, size_t len)
+{
+    uint8_t *p = obuf_reserve(b, FRAME_HDR + len);
+
+    store_be32(p, (uint32_t)len);
+    memcpy(p + FRAME_HDR, json, len);
+    b->len += FRAME_HDR + len;
+}
+
+static void
+conn_want_out(struct lg *g, struct conn *c, bool want)
+{
+    struct epoll_event ev = {0};
+
+    if (c->want_out == want || c->fd < 0)
+        return;
+    ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
+    ev.data.u32 = c->id;
+    if (epoll_ctl(g->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+        c->want_out = want;
+}
+
+static void
+conn_kill(struct lg *g, struct conn *c, const char *why)
+{
+    if (c->state == CS_DEAD)
+        return;
+    if (why && g->phase != PH_DONE) {
+        g->err.closed++;
+        note_error(g, "client %u: %s", c->id, why);
+    }
+    if (c->state == CS_CONNECTING || c->state == CS_HELLO)
+        g->in_flight--;
+    if (c->fd >= 0) {
+        epoll_ctl(g->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+    }
+    c->fd = -1;
+    c->state = CS_DEAD;
+}
+
+/* false when the connection died. */
+static bool
+conn_flush(struct lg *g, struct conn *c)
+{
+    while (c->out.len > c->out.off) {
+        ssize_t k = send(c->fd, c->out.p + c->out.off, c->out.len - c->out.off,
+                         MSG_NOSIGNAL);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (k < 0) {
+            char why[96];
+
+            snprintf(why, sizeof(why), "send: %s", strerror(errno));
+            conn_kill(g, c, why);
+            return false;
+        }
+        c->out.off += (size_t)k;
+    }
+    conn_want_out(g, c, c->out.len > c->out.off);
+    return true;
+}
+
+static int
+sock_tune(int fd)
+{
+    int one = 1;
+
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* Accepts tcp://127.x.y.z:PORT and tcp://[::1]:PORT only. */
+static int
+parse_url(const char *url, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[128];
+    const char *p, *colon;
+    struct addrinfo hints = {0}, *ai = NULL;
+    size_t hl;
+    int rc = -1;
+
+    memset(ss, 0, sizeof(*ss));
+    *len = 0;
+    if (strncmp(url, "tcp://", 6) != 0)
+        return -1;
+    p = url + 6;
+    if (*p == '[') {
+        const char *rb = strchr(p, ']');
+
+        if (!rb || rb[1] != ':')
+            return -1;
+        hl = (size_t)(rb - p - 1);
+        if (hl >= sizeof(host))
+            return -1;
+        memcpy(host, p + 1, hl);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(p, ':');
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - p);
+        if (hl >= sizeof(host))
+            return -1;
+        memcpy(host, p, hl);
+    }
+    host[hl] = '\0';
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 || !ai)
+        return -1;
+    if (ai->ai_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ai->ai_addr;
+
+        if ((ntohl(a->sin_addr.s_addr) >> 24) == 127)
+            rc = 0;
+    } else if (ai->ai_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ai->ai_addr;
+
+        if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr))
+            rc = 0;
+    }
+    if (rc == 0) {
+        memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+        *len = ai->ai_addrlen;
+    }
+    freeaddrinfo(ai);
+    return rc;
+}
+
+static void
+raise_nofile(int need)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)need) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)need
+                          ? (rlim_t)need
+                          : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* ---- the load generator ---------------------------------------------- */
+
+static void
+start_connect(struct lg *g, struct conn *c)
+{
+    struct epoll_event ev = {0};
+    int fd = socket(g->addr.ss_family,
+                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    g->in_flight++;
+    c->state = CS_CONNECTING;
+    if (fd < 0) {
+        conn_kill(g, c, "socket failed");
+        return;
+    }
+    c->fd = fd;
+    sock_tune(fd);
+    if (connect(fd, (struct sockaddr *)&g->addr, g->addr_len) != 0 &&
+        errno != EINPROGRESS) {
+        char why[96];
+
+        snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+        conn_kill(g, c, why);
+        return;
+    }
+    ev.events = EPOLLIN | EPOLLOUT;
+    ev.data.u32 = c->id;
+    if (epoll_ctl(g->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        conn_kill(g, c, "epoll_ctl failed");
+        return;
+    }
+    c->want_out = true;
+}
+
+static void
+send_json(struct lg *g, struct conn *c, const char *json)
+{
+    obuf_frame(&c->out, json, strlen(json));
+    conn_flush(g, c);
+}
+
+static void
+on_connected(struct lg *g, struct conn *c)
+{
+    int err = 0;
+    socklen_t el = sizeof(err);
+    char buf[160];
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+        snprintf(buf, sizeof(buf), "connect: %s", strerror(err ? err : errno));
+        conn_kill(g, c, buf);
+        return;
+    }
+    c->state = CS_HELLO;
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"hello\",\"version\":1,\"nick\":\"" NICK_PREFIX
+             "%u\",\"client\":\"loadgen\"}",
+             c->id);
+    send_json(g, c, buf);
+}
+
+/* v in exactly width decimal digits, zero-padded (high digits dropped). */
+static void
+put_digits(char *p, uint64_t v, int width)
+{
+    int i;
+
+    for (i = width - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/* Append one say frame for sender k with sequence q. */
+static void
+queue_say(struct lg *g, struct conn *c, unsigned k, uint64_t q)
+{
+    size_t body = g->say_prefix_len + (size_t)g->text_bytes + 2;
+    uint8_t *p = obuf_reserve(&c->out, FRAME_HDR + body);
+    char *t;
+
+    store_be32(p, (uint32_t)body);
+    memcpy(p + FRAME_HDR, g->say_prefix, g->say_prefix_len);
+    t = (char *)p + FRAME_HDR + g->say_prefix_len;
+    /* Fixed widths (main() bounds k and q): "kkkk qqqqqqqqqq tttt...t " */
+    put_digits(t, k, 4);
+    t[4] = ' ';
+    put_digits(t + 5, q, 10);
+    t[15] = ' ';
+    put_digits(t + 16, (uint64_t)mono_ns(), 20);
+    t[36] = ' ';
+    memset(t + TEXT_HEAD, 'x', (size_t)g->text_bytes - TEXT_HEAD);
+    memcpy(t + g->text_bytes, "\"}", 2);
+    c->out.len += FRAME_HDR + body;
+}
+
+static void
+fill_sender(struct lg *g, unsigned k, int64_t now)
+{
+    struct sender *sd = &g->senders[k];
+    struct conn *c = &g->conns[k];
+    bool queued = false;
+
+    if (c->state != CS_READY)
+        return;
+    while (sd->sent < sd->limit) {
+        if (g->rate > 0 && sd->due_ns > now)
+            break;
+        if (sd->sent - sd->acked >= (uint64_t)g->w) {
+            if (g->rate > 0)
+                g->err.rate_late++;
+            break;
+        }
+        sd->sent++;
+        queue_say(g, c, k, sd->sent);
+        queued = true;
+        if (g->rate > 0)
+            sd->due_ns += (int64_t)(1e9 / g->rate);
+    }
+    if (queued)
+        conn_flush(g, c);
+}
+
+static void
+count_delivery(struct lg *g, unsigned k, uint64_t q)
+{
+    struct sender *sd = &g->senders[k];
+
+    if (q <= sd->acked || q > sd->sent) {
+        g->err.bad_deliveries++;
+        note_error(g, "sender %u seq %" PRIu64 " outside its window", k, q);
+        return;
+    }
+    sd->ring[q % (uint64_t)g->w]++;
+    while (sd->acked < sd->sent &&
+           sd->ring[(sd->acked + 1) % (uint64_t)g->w] == (uint32_t)(g->n - 1)) {
+        sd->acked++;
+        sd->ring[sd->acked % (uint64_t)g->w] = 0;
+    }
+}
+
+/* Bucket of a latency in us: exact below 1 s, by the ms below 60 s. */
+static uint32_t
+hist_bucket(uint64_t us)
+{
+    if (us < HIST_US)
+        return (uint32_t)us;
+    if (us < (uint64_t)HIST_MS * 1000)
+        return HIST_US + (uint32_t)(us / 1000 - 1000);
+    return HIST_LEN - 1;
+}
+
+/* The lower edge of bucket i, in us (overflow: 60 s). */
+static uint64_t
+hist_value(uint32_t i)
+{
+    if (i < HIST_US)
+        return i;
+    return ((uint64_t)(i - HIST_US) + 1000) * 1000;
+}
+
+static uint64_t
+over_1s(const struct lg *g)
+{
+    uint64_t n = 0;
+    uint32_t i;
+
+    for (i = HIST_US; i < HIST_LEN; i++)
+        n += g->hist[i];
+    return n;
+}
+
+static void
+on_message(struct lg *g, struct conn *c, const struct jfield *f, int nf,
+           int64_t now)
+{
+    const struct jfield *from = field(f, nf, "from");
+    const struct jfield *text = field(f, nf, "text");
+    const struct jfield *seqf = field(f, nf, "seq");
+    const size_t pl = strlen(NICK_PREFIX);
+    uint64_t rseq, k, k2, q, ts, exp;
+    int64_t lat;
+
+    if (!field_is(field(f, nf, "room"), g->room) || !from || !from->str ||
+        !text || !text->str || text->esc || !seqf || seqf->str ||
+        !parse_u64(seqf->v, seqf->vlen, &rseq) || from->vlen <= pl ||
+        memcmp(from->v, NICK_PREFIX, pl) != 0 ||
+        !parse_u64(from->v + pl, from->vlen - pl, &k) ||
+        text->vlen < TEXT_HEAD || !parse_u64(text->v, 4, &k2) ||
+        !parse_u64(text->v + 5, 10, &q) || !parse_u64(text->v + 16, 20, &ts) ||
+        k != k2 || k >= (uint64_t)g->s) {
+        g->err.bad_deliveries++;
+        note_error(g, "client %u: malformed delivery %.*s", c->id,
+                   (int)(text ? text->vlen : 0), text ? text->v : "");
+        return;
+    }
+    /* Room seq: 1 first (fresh server, every client joined before anyone
+     * spoke), then strictly +1. */
+    if (rseq != c->room_seq + 1) {
+        g->err.room_seq_errors++;
+        note_error(g, "client %u: room seq %" PRIu64 " after %" PRIu64, c->id,
+                   rseq, c->room_seq);
+    }
+    c->room_seq = rseq;
+
+    exp = c->next[k];
+    if (q < exp) {
+        if (c->gaps[k] > 0) {
+            g->err.reorders++;
+            c->gaps[k]--;
+        } else {
+            g->err.dups++;
+        }
+        note_error(
+            g, "client %u: sender %" PRIu64 " seq %" PRIu64 " after %" PRIu64,
+            c->id, k, q, exp - 1);
+        return;
+    }
+    if (q > exp) {
+        g->err.gaps += q - exp;
+        c->gaps[k] += q - exp;
+        note_error(g,
+                   "client %u: sender %" PRIu64 " seq %" PRIu64
+                   " expected %" PRIu64,
+                   c->id, k, q, exp);
+    }
+    c->next[k] = q + 1;
+
+    if (k == c->id) {
+        if (g->phase == PH_MEASURE)
+            g->echoes++;
+        return;
+    }
+    count_delivery(g, (unsigned)k, q);
+    if (g->phase != PH_MEASURE || q <= (uint64_t)g->warm)
+        return;
+    g->deliveries++;
+    lat = now - (int64_t)ts;
+    if (lat < 0)
+        lat = 0;
+    lat /= 1000;
+    g->hist[hist_bucket((uint64_t)lat)]++;
+    g->lat_sum_us += (uint64_t)lat;
+    if ((uint64_t)lat > g->lat_max_us)
+        g->lat_max_us = (uint64_t)lat;
+    g->lat_n++;
+}
+
+/* Frames the flat scanner declines: welcome and room carry objects. */
+static void
+on_nested(struct lg *g, struct conn *c, const char *p, size_t n)
+{
+    cJSON *o = cJSON_ParseWithLength(p, n);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
+    char buf[160];
+
+    if (!cJSON_IsObject(o) || !cJSON_IsString(type)) {
+        g->err.proto_errors++;
+        note_error(g, "client %u: bad JSON from server", c->id);
+        goto out;
+    }
+    if (strcmp(type->valuestring, "welcome") == 0 && c->state == CS_HELLO) {
+        const cJSON *lim = cJSON_GetObjectItemCaseSensitive(o, "limits");
+        const cJSON *mf = cJSON_GetObjectItemCaseSensitive(lim, "max_frame");
+
+        if (cJSON_IsNumber(mf) && mf->valuedouble >= 1024 &&
+            mf->valuedouble <= FRAME_CAP)
+            g->max_frame = (uint32_t)mf->valuedouble;
+        c->state = CS_JOIN;
+        g->in_flight--;
+        snprintf(buf, sizeof(buf), "{\"type\":\"join\",\"room\":\"%s\"}",
+                 g->room);
+        send_json(g, c, buf);
+    } else if (strcmp(type->valuestring, "room") == 0 && c->state == CS_JOIN) {
+        c->state = CS_READY;
+        g->ready++;
+    } else {
+        g->err.proto_errors++;
+        note_error(g, "client %u: unexpected %s", c->id, type->valuestring);
+    }
+out:
+    cJSON_Delete(o);
+}
+
+static void
+on_frame(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
+{
+    struct jfield f[MAX_FIELDS];
+    const struct jfield *type;
+    int nf = flat_scan(p, n, f, MAX_FIELDS);
+
+    if (nf == -2) {
+        on_nested(g, c, p, n);
+        return;
+    }
+    type = nf > 0 ? field(f, nf, "type") : NULL;
+    if (!type || !type->str) {
+        g->err.proto_errors++;
+        note_error(g, "client %u: bad frame from server: %.*s", c->id,
+                   (int)(n < 120 ? n : 120), p);
+        return;
+    }
+    if (field_is(type, "message")) {
+        on_message(g, c, f, nf, now);
+    } else if (field_is(type, "joined")) {
+        /* members arriving during the connect phase */
+    } else if (field_is(type, "ping")) {
+        const struct jfield *tok = field(f, nf, "token");
+        char buf[160];
+
+        if (tok && tok->str && tok->vlen <= 64)
+            snprintf(buf, sizeof(buf), "{\"type\":\"pong\",\"token\":\"%.*s\"}",
+                     (int)tok->vlen, tok->v);
+        else
+            snprintf(buf, sizeof(buf), "{\"type\":\"pong\"}");
+        send_json(g, c, buf);
+    } else if (field_is(type, "error")) {
+        const struct jfield *code = field(f, nf, "code");
+
+        g->err.server_errors++;
+        note_error(g, "client %u: server error %.*s", c->id,
+                   code ? (int)code->vlen : 0, code ? code->v : "");
+    } else if (field_is(type, "quit") || field_is(type, "left")) {
+        if (g->phase != PH_DONE) {
+            const struct jfield *nick = field(f, nf, "nick");
+            const struct jfield *why = field(f, nf, "reason");
+
+            g->err.peer_left++;
+            note_error(g, "client %u: %.*s left: %.*s", c->id,
+                       nick ? (int)nick->vlen : 0, nick ? nick->v : "",
+                       why ? (int)why->vlen : 0, why ? why->v : "");
+        }
+    } else {
+        g->err.proto_errors++;
+        note_error(g, "client %u: unexpected %.*s", c->id, (int)type->vlen,
+                   type->v);
+    }
+}
+
+static uint32_t
+load_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
+}
+
+/* Read once, handle every complete frame, keep the rest. */
+static void
+on_readable(struct lg *g, struct conn *c,
+            void (*frame_fn)(struct lg *, struct conn *, const char *, size_t,
+                             int64_t))
+{
+    uint8_t *buf = g->scratch;
+    size_t len = c->stash_len, off = 0;
+    ssize_t k;
+    int64_t now;
+
+    if (c->stash_len > 0)
+        memcpy(buf, c->stash, c->stash_len);
+    do
+        k = recv(c->fd, buf + len, g->scratch_cap - len, 0);
+    while (k < 0 && errno == EINTR);
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    if (k <= 0) {
+        char why[96];
+
+        snprintf(why, sizeof(why), "%s",
+                 k == 0 ? "closed by server" : strerror(errno));
+        conn_kill(g, c, why);
+        return;
+    }
+    now = mono_ns();
+    g->t_progress = now;
+    len += (size_t)k;
+    while (len - off >= FRAME_HDR && c->state != CS_DEAD) {
+        uint32_t n = load_be32(buf + off);
+        uint32_t lim = g->relay               ? PRE_WELCOME_FRAME
+                       : c->state == CS_HELLO ? PRE_WELCOME_FRAME
+                                              : g->max_frame;
+
+        if (n == 0 || n > lim) {
+            g->err.proto_errors++;
+            conn_kill(g, c, "bad frame length");
+            return;
+        }
+        if (len - off - FRAME_HDR < n)
+            break;
+        frame_fn(g, c, (const char *)buf + off + FRAME_HDR, n, now);
+        off += FRAME_HDR + n;
+    }
+    if (c->state == CS_DEAD)
+        return;
+    c->stash_len = len - off;
+    if (c->stash_len > c->stash_cap) {
+        c->stash_cap = c->stash_len;
+        c->stash = g_realloc(c->stash, c->stash_cap);
+    }
+    if (c->stash_len > 0)
+        memcpy(c->stash, buf + off, c->stash_len);
+}
+
+static bool
+all_acked(const struct lg *g, uint64_t upto)
+{
+    int k;
+
+    for (k = 0; k < g->s; k++)
+        if (g->senders[k].acked < upto)
+            return false;
+    /* Echoes too: the sender checks its own copy. */
+    for (k = 0; k < g->s; k++)
+        if (g->conns[k].next[k] <= upto)
+            return false;
+    return true;
+}
+
+static void
+begin_sending(struct lg *g, uint64_t limit, int64_t now)
+{
+    int k;
+
+    g->t_progress = now;
+    for (k = 0; k < g->s; k++) {
+        g->senders[k].limit = limit;
+        /* Stagger the senders evenly over one interval. */
+        if (g->rate > 0)
+            g->senders[k].due_ns = now + (int64_t)(1e9 / g->rate * k / g->s);
+    }
+}
+
+static void
+advance(struct lg *g, int64_t now)
+{
+    uint64_t total = (uint64_t)(g->warm + g->m);
+
+    if (g->phase == PH_CONNECT && g->ready == g->n) {
+        g->t_ready = now;
+        g->phase = PH_WARM;
+        begin_sending(g, (uint64_t)g->warm, now);
+    }
+    if (g->phase == PH_WARM && all_acked(g, (uint64_t)g->warm)) {
+        g->overflows1 = listen_overflows();
+        g->cpu0 = proc_cpu(g->server_pid);
+        g->self0 = self_cpu();
+        g->t_measure = mono_ns();
+        g->phase = PH_MEASURE;
+        begin_sending(g, total, g->t_measure);
+    }
+    if (g->phase == PH_MEASURE && all_acked(g, total)) {
+        g->t_end = mono_ns();
+        g->cpu1 = proc_cpu(g->server_pid);
+        g->self1 = self_cpu();
+        g->rss_kb = proc_status_kb(g->server_pid, "VmRSS");
+        g->hwm_kb = proc_status_kb(g->server_pid, "VmHWM");
+        g->phase = PH_DONE;
+    }
+}
+
+static uint64_t
+percentile(const struct lg *g, double pct)
+{
+    uint64_t want, acc = 0;
+    uint32_t i;
+
+    if (g->lat_n == 0)
+        return 0;
+    want = (uint64_t)((double)g->lat_n * pct / 100.0 + 0.999999);
+    if (want == 0)
+        want = 1;
+    for (i = 0; i < HIST_LEN; i++) {
+        acc += g->hist[i];
+        if (acc >= want)
+            return hist_value(i);
+    }
+    return (uint64_t)HIST_MS * 1000;
+}
+
+static uint64_t
+error_total(const struct lg *g)
+{
+    const struct counters *e = &g->err;
+
+    return e->gaps + e->dups + e->reorders + e->room_seq_errors +
+           e->bad_deliveries + e->server_errors + e->closed + e->peer_left +
+           e->proto_errors;
+}
+
+static void
+report(struct lg *g, bool timed_out)
+{
+    double el = (double)(g->t_end - g->t_measure) / 1e9;
+    double scpu =
+        g->cpu0.ok && g->cpu1.ok ? g->cpu1.stat_s - g->cpu0.stat_s : -1;
+    double ssch = g->cpu0.ok && g->cpu1.ok
+                      ? g->cpu1.schedstat_s - g->cpu0.schedstat_s
+                      : -1;
+    double lcpu = g->self1 - g->self0;
+    double dps = el > 0 ? (double)g->deliveries / el : 0;
+    double per_m =
+        g->deliveries && scpu >= 0 ? scpu / ((double)g->deliveries / 1e6) : -1;
+    double per_m_sch =
+        g->deliveries && ssch >= 0 ? ssch / ((double)g->deliveries / 1e6) : -1;
+    uint64_t p50 = percentile(g, 50), p99 = percentile(g, 99),
+             p999 = percentile(g, 99.9);
+    double mean = g->lat_n ? (double)g->lat_sum_us / (double)g->lat_n : 0;
+    long long ovf = g->overflows0 >= 0 && g->overflows1 >= 0
+                        ? g->overflows1 - g->overflows0
+                        : -1;
+
+    if (timed_out || g->phase != PH_DONE)
+        el = 0, dps = 0;
+    if (g->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *e = cJSON_AddObjectToObject(o, "errors");
+        char *s;
+
+        cJSON_AddBoolToObject(o, "ok",
+                              g->phase == PH_DONE && error_total(g) == 0);
+        cJSON_AddNumberToObject(o, "clients", g->n);
+        cJSON_AddNumberToObject(o, "senders", g->s);
+        cJSON_AddNumberToObject(o, "window", g->w);
+        cJSON_AddNumberToObject(o, "rate", g->rate);
+        cJSON_AddNumberToObject(o, "warm", (double)g->warm);
+        cJSON_AddNumberToObject(o, "messages", (double)(g->m * g->s));
+        cJSON_AddNumberToObject(o, "text_bytes", g->text_bytes);
+        cJSON_AddNumberToObject(o, "say_frame_bytes",
+                                FRAME_HDR + g->say_prefix_len + g->text_bytes +
+                                    2);
+        cJSON_AddNumberToObject(o, "deliveries", (double)g->deliveries);
+        cJSON_AddNumberToObject(o, "echoes", (double)g->echoes);
+        cJSON_AddNumberToObject(o, "connect_s",
+                                (double)(g->t_ready - g->t_start) / 1e9);
+        cJSON_AddNumberToObject(o, "elapsed_s", el);
+        cJSON_AddNumberToObject(o, "deliveries_per_s", dps);
+        cJSON_AddNumberToObject(o, "lat_p50_us", (double)p50);
+        cJSON_AddNumberToObject(o, "lat_p99_us", (double)p99);
+        cJSON_AddNumberToObject(o, "lat_p999_us", (double)p999);
+        cJSON_AddNumberToObject(o, "lat_max_us", (double)g->lat_max_us);
+        cJSON_AddNumberToObject(o, "lat_mean_us", mean);
+        cJSON_AddNumberToObject(o, "lat_over_1s", (double)over_1s(g));
+        cJSON_AddNumberToObject(o, "server_cpu_s", scpu);
+        cJSON_AddNumberToObject(o, "server_cpu_schedstat_s", ssch);
+        cJSON_AddNumberToObject(o, "server_user_s",
+                                scpu >= 0 ? g->cpu1.user_s - g->cpu0.user_s
+                                          : -1);
+        cJSON_AddNumberToObject(o, "server_cpu_s_per_M", per_m);
+        cJSON_AddNumberToObject(o, "server_cpu_schedstat_s_per_M", per_m_sch);
+        cJSON_AddNumberToObject(o, "server_vmrss_kb", (double)g->rss_kb);
+        cJSON_AddNumberToObject(o, "server_vmhwm_kb", (double)g->hwm_kb);
+        cJSON_AddNumberToObject(o, "loadgen_cpu_s", lcpu);
+        cJSON_AddNumberToObject(o, "listen_overflows", (double)ovf);
+        cJSON_AddNumberToObject(o, "rate_window_stalls",
+                                (double)g->err.rate_late);
+        cJSON_AddNumberToObject(e, "seq_gaps", (double)g->err.gaps);
+        cJSON_AddNumberToObject(e, "dups", (double)g->err.dups);
+        cJSON_AddNumberToObject(e, "out_of_order", (double)g->err.reorders);
+        cJSON_AddNumberToObject(e, "room_seq", (double)g->err.room_seq_errors);
+        cJSON_AddNumberToObject(e, "bad_deliveries",
+                                (double)g->err.bad_deliveries);
+        cJSON_AddNumberToObject(e, "server_errors",
+                                (double)g->err.server_errors);
+        cJSON_AddNumberToObject(e, "closed", (double)g->err.closed);
+        cJSON_AddNumberToObject(e, "peers_left", (double)g->err.peer_left);
+        cJSON_AddNumberToObject(e, "protocol", (double)g->err.proto_errors);
+        cJSON_AddBoolToObject(e, "timed_out", timed_out);
+        cJSON_AddBoolToObject(e, "stalled", g->stalled);
+        cJSON_AddBoolToObject(e, "completed", g->phase == PH_DONE);
+        cJSON_AddStringToObject(e, "first", g->first_error);
+        s = cJSON_PrintUnformatted(o);
+        printf("%s\n", s);
+        cJSON_free(s);
+        cJSON_Delete(o);
+        return;
+    }
+    printf("clients %d, senders %d, window %d, rate %g/s per sender, "
+           "say frame %zu bytes\n",
+           g->n, g->s, g->w, g->rate,
+           FRAME_HDR + g->say_prefix_len + (size_t)g->text_bytes + 2);
+    printf("connect+join %.3f s; measured %" G_GINT64_FORMAT
+           " messages after %" G_GINT64_FORMAT " warm per sender\n",
+           (double)(g->t_ready - g->t_start) / 1e9, g->m * g->s, g->warm);
+    printf("deliveries %" PRIu64 " (+%" PRIu64 " echoes) in %.3f s = %.0f/s\n",
+           g->deliveries, g->echoes, el, dps);
+    printf("latency us: p50 %" PRIu64 " p99 %" PRIu64 " p99.9 %" PRIu64
+           " max %" PRIu64 " mean %.1f (over 1 s: %" PRIu64 ")\n",
+           p50, p99, p999, g->lat_max_us, mean, over_1s(g));
+    printf("server cpu %.2f s (user %.2f, schedstat %.2f s) = %.3f s per "
+           "million deliveries; VmRSS %ld kB, VmHWM %ld kB\n",
+           scpu, scpu >= 0 ? g->cpu1.user_s - g->cpu0.user_s : -1, ssch, per_m,
+           g->rss_kb, g->hwm_kb);
+    printf("loadgen cpu %.2f s; listen overflows %lld; rate window stalls "
+           "%" PRIu64 "\n",
+           lcpu, ovf, g->err.rate_late);
+    printf("errors: gaps %" PRIu64 ", dups %" PRIu64 ", out-of-order %" PRIu64
+           ", room seq %" PRIu64 ", malformed %" PRIu64 ", server errors "
+           "%" PRIu64 ", closed %" PRIu64 ", peers left %" PRIu64
+           ", protocol %" PRIu64 "%s\n",
+           g->err.gaps, g->err.dups, g->err.reorders, g->err.room_seq_errors,
+           g->err.bad_deliveries, g->err.server_errors, g->err.closed,
+           g->err.peer_left, g->err.proto_errors,
+           timed_out             ? ", TIMED OUT"
+           : g->stalled          ? ", STALLED"
+           : g->phase != PH_DONE ? ", INCOMPLETE"
+                                 : "");
+    if (g->first_error[0])
+        printf("first error: %s\n", g->first_error);
+}
+
+static int
+run_loadgen(struct lg *g)
+{
+    struct epoll_event evs[MAX_EVENTS];
+    bool timed_out = false;
+    int i, k;
+
+    g->conns = g_new0(struct conn, (gsize)g->n);
+    g->senders = g_new0(struct sender, (gsize)g->s);
+    g->next_all = g_new0(uint64_t, (gsize)g->n * (gsize)g->s);
+    g->gaps_all = g_new0(uint64_t, (gsize)g->n * (gsize)g->s);
+    g->hist = g_new0(uint64_t, HIST_LEN);
+    for (i = 0; i < g->n; i++) {
+        g->conns[i].fd = -1;
+        g->conns[i].id = (unsigned)i;
+        g->conns[i].next = g->next_all + (gsize)i * (gsize)g->s;
+        g->conns[i].gaps = g->gaps_all + (gsize)i * (gsize)g->s;
+        for (k = 0; k < g->s; k++)
+            g->conns[i].next[k] = 1;
+    }
+    for (k = 0; k < g->s; k++)
+        g->senders[k].ring = g_new0(uint32_t, (gsize)g->w);
+
+    g->overflows0 = listen_overflows();
+    g->t_start = mono_ns();
+    g->deadline = g->t_start + (int64_t)g->max_seconds * 1000000000;
+    while (g->phase != PH_DONE) {
+        int64_t now = mono_ns(), wake = now + 100000000;
+        int nev, tmo;
+
+        if (now >= g->deadline) {
+            timed_out = true;
+            break;
+        }
+        if (g->err.closed > 0) {
+            /* a lost member stalls every window; stop at once */
+            break;
+        }
+        if (g->phase != PH_CONNECT &&
+            now - g->t_progress > STALL_SECONDS * 1000000000LL &&
+            (g->rate == 0 || error_total(g) > 0)) {
+            /* A lost or malformed message never completes its window. */
+            g->stalled = true;
+            break;
+        }
+        while (g->phase == PH_CONNECT && g->next_connect < g->n &&
+               g->in_flight < g->c)
+            start_connect(g, &g->conns[g->next_connect++]);
+        if (g->phase == PH_WARM || g->phase == PH_MEASURE) {
+            for (k = 0; k < g->s; k++) {
+                fill_sender(g, (unsigned)k, now);
+                if (g->rate > 0 && g->senders[k].sent < g->senders[k].limit &&
+                    g->senders[k].due_ns < wake)
+                    wake = g->senders[k].due_ns;
+            }
+        }
+        tmo = wake <= now ? 0 : (int)((wake - now + 999999) / 1000000);
+        nev = epoll_wait(g->ep, evs, MAX_EVENTS, tmo);
+        if (nev < 0 && errno != EINTR) {
+            perror("epoll_wait");
+            return 2;
+        }
+        for (i = 0; i < nev; i++) {
+            struct conn *c = &g->conns[evs[i].data.u32];
+
+            if (c->state == CS_DEAD)
+                continue;
+            if (c->state == CS_CONNECTING) {
+                on_connected(g, c);
+                continue;
+            }
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                on_readable(g, c, on_frame);
+            if (c->state != CS_DEAD && (evs[i].events & EPOLLOUT))
+                conn_flush(g, c);
+        }
+        advance(g, mono_ns());
+    }
+    if (g->phase != PH_DONE) {
+        g->t_end = mono_ns();
+        if (g->phase != PH_MEASURE)
+            g->t_measure = g->t_end;
+        fprintf(stderr, "loadgen: %s in phase %d (%d/%d ready, %d in flight)\n",
+                timed_out    ? "max-seconds reached"
+                : g->stalled ? "stalled (no progress for 5 s)"
+                             : "a client was lost",
+                (int)g->phase, g->ready, g->n, g->in_flight);
+    }
+    /* Final check: every member saw every message of every sender. */
+    if (g->phase == PH_DONE)
+        for (i = 0; i < g->n; i++)
+            for (k = 0; k < g->s; k++)
+                if (g->conns[i].next[k] != (uint64_t)(g->warm + g->m) + 1) {
+                    g->err.gaps++;
+                    note_error(g, "client %d: sender %d ended at %" PRIu64, i,
+                               k, g->conns[i].next[k] - 1);
+                }
+    report(g, timed_out);
+    for (i = 0; i < g->n; i++) {
+        if (g->conns[i].fd >= 0)
+            close(g->conns[i].fd);
+        g_free(g->conns[i].stash);
+        g_free(g->conns[i].out.p);
+    }
+    for (k = 0; k < g->s; k++)
+        g_free(g->senders[k].ring);
+    g_free(g->conns);
+    g_free(g->senders);
+    g_free(g->next_all);
+    g_free(g->gaps_all);
+    g_free(g->hist);
+    if (timed_out || g->phase != PH_DONE)
+        return 3;
+    return error_total(g) == 0 ? 0 : 1;
+}
+
+/* ---- the raw relay ceiling -------------------------------------------- */
+
+struct relay {
+    struct lg *g;
+    GPtrArray *members;
+    GPtrArray *pending;
+    uint64_t seq;
+};
+
+static struct relay *relay_of; /* the frame callback's context */
+
+static void
+relay_queue(struct relay *r, struct conn *c, const char *json, size_t n)
+{
+    obuf_frame(&c->out, json, n);
+    if (!c->pending) {
+        c->pending = true;
+        g_ptr_array_add(r->pending, c);
+    }
+}
+
+static void
+relay_frame(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
+{
+    struct relay *r = relay_of;
+    struct jfield f[MAX_FIELDS];
+    const struct jfield *type, *x;
+    int nf = flat_scan(p, n, f, MAX_FIELDS);
+    char buf[256];
+    guint i;
+    int len;
+
+    (void)now;
+    type = nf > 0 ? field(f, nf, "type") : NULL;
+    if (!type) {
+        conn_kill(g, c, NULL);
+        return;
+    }
+    if (field_is(type, "say")) {
+        GString *m;
+
+        x = field(f, nf, "text");
+        if (!x || !x->str || c->nick[0] == '\0')
+            return;
+        /* Copy the text as it came (still JSON-escaped); no parse tree. */
+        m = g_string_sized_new(x->vlen + 128);
+        g_string_append_printf(m,
+                               "{\"type\":\"message\",\"room\":\"%s\","
+                               "\"from\":\"%s\",\"text\":\"",
+                               g->room, c->nick);
+        g_string_append_len(m, x->v, (gssize)x->vlen);
+        g_string_append_printf(m, "\",\"ts\":0,\"seq\":%" PRIu64 "}", ++r->seq);
+        for (i = 0; i < r->members->len; i++)
+            relay_queue(r, g_ptr_array_index(r->members, i), m->str, m->len);
+        g_string_free(m, TRUE);
+    } else if (field_is(type, "hello")) {
+        x = field(f, nf, "nick");
+        if (!x || !x->str || x->esc || x->vlen == 0 || x->vlen > 24)
+            return;
+        memcpy(c->nick, x->v, x->vlen);
+        c->nick[x->vlen] = '\0';
+        len = snprintf(buf, sizeof(buf),
+                       "{\"type\":\"welcome\",\"version\":1,\"nick\":\"%s\","
+                       "\"server\":\"relay\",\"limits\":{\"max_frame\":"
+                       "65536},\"features\":[]}",
+                       c->nick);
+        relay_queue(r, c, buf, (size_t)len);
+    } else if (field_is(type, "join")) {
+        len = snprintf(buf, sizeof(buf),
+                       "{\"type\":\"room\",\"room\":\"%s\",\"topic\":\"\","
+                       "\"members\":[],\"history\":[]}",
+                       g->room);
+        g_ptr_array_add(r->members, c);
+        relay_queue(r, c, buf, (size_t)len);
+    }
+}
+
+static int
+run_relay(struct lg *g)
+{
+    struct epoll_event evs[MAX_EVENTS], ev = {0};
+    struct relay r = {0};
+    int lfd = -1, one = 1, i, nconn = g->n + 64;
+    int64_t deadline;
+    int rc = 2;
+
+    r.g = g;
+    r.members = g_ptr_array_new();
+    r.pending = g_ptr_array_new();
+    relay_of = &r;
+    g->conns = g_new0(struct conn, (gsize)nconn);
+    lfd = socket(g->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                 0);
+    if (lfd < 0)
+        goto out;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(lfd, (struct sockaddr *)&g->addr, g->addr_len) != 0 ||
+        listen(lfd, 4096) != 0) {
+        perror("relay: bind/listen");
+        goto out;
+    }
+    {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        char host[64], port[16];
+
+        getsockname(lfd, (struct sockaddr *)&ss, &sl);
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port,
+                    sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
+        printf(ss.ss_family == AF_INET6 ? "tcp://[%s]:%s\n" : "tcp://%s:%s\n",
+               host, port);
+        fflush(stdout);
+    }
+    ev.events = EPOLLIN;
+    ev.data.u32 = UINT32_MAX;
+    epoll_ctl(g->ep, EPOLL_CTL_ADD, lfd, &ev);
+    deadline = mono_ns() + (int64_t)g->max_seconds * 1000000000;
+    for (i = 0; i < nconn; i++)
+        g->conns[i].fd = -1;
+    while (mono_ns() < deadline) {
+        int nev = epoll_wait(g->ep, evs, MAX_EVENTS, 200);
+        guint j;
+
+        for (i = 0; i < nev; i++) {
+            struct conn *c;
+
+            if (evs[i].data.u32 == UINT32_MAX) {
+                int fd;
+
+                while ((fd = accept4(lfd, NULL, NULL,
+                                     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+                    int slot;
+
+                    for (slot = 0; slot < nconn; slot++)
+                        if (g->conns[slot].fd < 0)
+                            break;
+                    if (slot == nconn) {
+                        close(fd);
+                        continue;
+                    }
+                    c = &g->conns[slot];
+                    memset(c, 0, sizeof(*c));
+                    c->fd = fd;
+                    c->id = (unsigned)slot;
+                    c->state = CS_READY;
+                    sock_tune(fd);
+                    ev.events = EPOLLIN;
+                    ev.data.u32 = c->id;
+                    epoll_ctl(g->ep, EPOLL_CTL_ADD, fd, &ev);
+                }
+                continue;
+            }
+            c = &g->conns[evs[i].data.u32];
+            if (c->state == CS_DEAD)
+                continue;
+            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                on_readable(g, c, relay_frame);
+            if (c->state != CS_DEAD && (evs[i].events & EPOLLOUT))
+                conn_flush(g, c);
+            if (c->state == CS_DEAD) {
+                g_ptr_array_remove_fast(r.members, c);
+                g_ptr_array_remove_fast(r.pending, c);
+                g_free(c->stash);
+                g_free(c->out.p);
+                memset(c, 0, sizeof(*c));
+                c->fd = -1;
+            }
+        }
+        /* Flush once per batch, as the method's ceiling does. */
+        for (j = 0; j < r.pending->len; j++) {
+            struct conn *c = g_ptr_array_index(r.pending, j);
+
+            c->pending = false;
+            conn_flush(g, c);
+        }
+        g_ptr_array_set_size(r.pending, 0);
+        for (i = 0; i < nconn; i++)
+            if (g->conns[i].state == CS_DEAD && g->conns[i].fd < 0 &&
+                g->conns[i].out.p) {
+                g_ptr_array_remove_fast(r.members, &g->conns[i]);
+                g_free(g->conns[i].stash);
+                g_free(g->conns[i].out.p);
+                memset(&g->conns[i], 0, sizeof(g->conns[i]));
+                g->conns[i].fd = -1;
+            }
+    }
+    rc = 0;
+out:
+    if (lfd >= 0)
+        close(lfd);
+    for (i = 0; g->conns && i < nconn; i++) {
+        if (g->conns[i].fd >= 0)
+            close(g->conns[i].fd);
+        g_free(g->conns[i].stash);
+        g_free(g->conns[i].out.p);
+    }
+    g_free(g->conns);
+    g_ptr_array_unref(r.members);
+    g_ptr_array_unref(r.pending);
+    return rc;
+}
+
+/* ---- main ----------------------------------------------------------- */
+
+static bool
+room_ok(const char *r)
+{
+    size_t i, n = strlen(r);
+
+    if (n < 2 || n > 33 || r[0] != '#')
+        return false;
+    for (i = 1; i < n; i++)
+        if (!g_ascii_isalnum(r[i]) && r[i] != '_' && r[i] != '-')
+            return false;
+    return true;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct lg g = {
+        .n = 100,
+        .s = 10,
+        .m = 1000,
+        .warm = 100,
+        .w = 8,
+        .c = 64,
+        .max_seconds = 60,
+        .max_frame = 65536,
+        .ep = -1,
+    };
+    GOptionEntry entries[] = {
+        {"url", 0, 0, G_OPTION_ARG_STRING, &g.url,
+         "Server (or, with --relay, where to listen): tcp://127.0.0.1:PORT "
+         "or tcp://[::1]:PORT; loopback only",
+         "URL"},
+        {"clients", 'n', 0, G_OPTION_ARG_INT, &g.n,
+         "Clients, all in one room (default 100)", "N"},
+        {"senders", 's', 0, G_OPTION_ARG_INT, &g.s,
+         "Clients 0..S-1 also send (default 10)", "S"},
+        {"messages", 'm', 0, G_OPTION_ARG_INT64, &g.m,
+         "Measured messages per sender (default 1000)", "M"},
+        {"warm", 0, 0, G_OPTION_ARG_INT64, &g.warm,
+         "Messages per sender before measuring (default 100)", "WARM"},
+        {"window", 'w', 0, G_OPTION_ARG_INT, &g.w,
+         "Messages a sender may have not yet delivered to all N-1 others "
+         "(default 8)",
+         "W"},
+        {"rate", 0, 0, G_OPTION_ARG_DOUBLE, &g.rate,
+         "Messages per second per sender, 0 = as fast as the window allows "
+         "(default 0)",
+         "R"},
+        {"connecting", 'c', 0, G_OPTION_ARG_INT, &g.c,
+         "Most clients connecting or registering at once (default 64)", "C"},
+        {"room", 0, 0, G_OPTION_ARG_STRING, &g.room, "Room (default #bench)",
+         "NAME"},
+        {"text-bytes", 0, 0, G_OPTION_ARG_INT, &g.text_bytes,
+         "Bytes of text per message (default: a 100-byte say frame)", "B"},
+        {"server-pid", 0, 0, G_OPTION_ARG_INT, &g.server_pid,
+         "Read the server's CPU time and memory from /proc/PID", "PID"},
+        {"max-seconds", 0, 0, G_OPTION_ARG_INT, &g.max_seconds,
+         "Give up after this long, with an error (default 60)", "S"},
+        {"json", 0, 0, G_OPTION_ARG_NONE, &g.json,
+         "Print one JSON object instead of text", NULL},
+        {"relay", 0, 0, G_OPTION_ARG_NONE, &g.relay,
+         "Be the raw relay ceiling on --url instead: prints its URL, takes "
+         "up to N+64 clients, exits after --max-seconds",
+         NULL},
+        {NULL, 0, 0, 0, NULL, NULL, NULL},
+    };
+    GOptionContext *ctx = g_option_context_new("- sockchat load generator");
+    GError *gerr = NULL;
+    int rc = 2; /* a bad command line */
+    int min_text;
+
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
+        fprintf(stderr, "loadgen: %s\n", gerr->message);
+        g_error_free(gerr);
+        goto out;
+    }
+    if (!g.room)
+        g.room = g_strdup("#bench");
+    if (!g.url) {
+        fprintf(stderr, "loadgen: --url is required\n");
+        goto out;
+    }
+    if (parse_url(g.url, &g.addr, &g.addr_len) != 0) {
+        fprintf(stderr, "loadgen: %s: need tcp://LOOPBACK:PORT\n", g.url);
+        goto out;
+    }
+    if (!room_ok(g.room) || g.n < 2 || g.s < 1 || g.s > g.n || g.s > 9999 ||
+        g.m < 1 || g.warm < 0 || g.w < 1 || g.c < 1 || g.rate < 0 ||
+        g.max_seconds < 1 || g.warm + g.m > 9999999999LL) {
+        fprintf(stderr, "loadgen: bad option value\n");
+        goto out;
+    }
+    g.say_prefix_len = (size_t)snprintf(g.say_prefix, sizeof(g.say_prefix),
+                                        "{\"type\":\"say\",\"room\":\"%s\","
+                                        "\"text\":\"",
+                                        g.room);
+    min_text = TEXT_HEAD + 1;
+    if (g.text_bytes == 0)
+        g.text_bytes = 100 - FRAME_HDR - (int)g.say_prefix_len - 2;
+    if (g.text_bytes < min_text)
+        g.text_bytes = min_text;
+    if (g.text_bytes > 4096) {
+        fprintf(stderr, "loadgen: --text-bytes at most 4096\n");
+        goto out;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile(g.n + 128);
+    g.scratch_cap = READ_CHUNK + FRAME_HDR + FRAME_CAP;
+    g.scratch = g_malloc(g.scratch_cap);
+    g.ep = epoll_create1(EPOLL_CLOEXEC);
+    if (g.ep < 0) {
+        perror("epoll_create1");
+        goto out;
+    }
+    rc = g.relay ? run_relay(&g) : run_loadgen(&g);
+out:
+    if (g.ep >= 0)
+        close(g.ep);
+    g_free(g.scratch);
+    g_free(g.url);
+    g_free(g.room);
+    g_option_context_free(ctx);
+    return rc;
+}

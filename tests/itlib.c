@@ -1,0 +1,1659 @@
+/*
+ * itlib.c - black-box integration harness for sockchatd (see itlib.h).
+ *
+ * The framing and JSON checks here are written from PROTOCOL.md alone and do
+ * not use common/: a test client that shared the server's codec would share
+ * its bugs too.
+ */
+#include "itlib.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+#define IT_HDR 4
+#define IT_DEFAULT_MAX_FRAME 65536
+#define IT_WAIT_MS 5000          /* default bound of one expectation */
+#define IT_STOP_MS 10000         /* SIGTERM to SIGKILL */
+#define IT_START_MS 5000         /* port file must appear within this */
+#define IT_READS_PER_FILL 16     /* bound one connection's turn in the pump */
+#define IT_LOG_TAIL 16384
+
+struct it_server {
+    pid_t pid;
+    char *dir;                   /* private temporary directory */
+    char *url;                   /* first line of the port file */
+    char *log;                   /* server stdout+stderr */
+    size_t max_frame;
+};
+
+struct it_conn {
+    int fd;
+    GByteArray *rx;              /* bytes not yet cut into frames */
+    GQueue msgs;                 /* cJSON *, oldest first */
+    enum it_rx end;              /* IT_RX_MSG while open */
+    bool autopong;
+    bool passive;
+    bool sending;                /* inside it_send_raw(): pongs must wait */
+    GQueue pings;                /* cJSON * pings to answer after the send */
+    size_t max_frame;
+    char nick[64];
+};
+
+static double scale = 1.0;
+static char *sockchatd;
+static char **wrapper;           /* NULL or the words of SOCKCHATD_WRAPPER */
+static char *listen_url;
+static GHashTable *conns;        /* fd -> struct it_conn * */
+static GPtrArray *servers;       /* struct it_server * still running */
+static GPtrArray *kept;          /* cJSON * freed at cleanup */
+static GPtrArray *strings;       /* char * freed at cleanup */
+static GArray *deferred;         /* struct deferred, run at cleanup */
+
+struct deferred {
+    GDestroyNotify fn;
+    gpointer p;
+};
+static unsigned uniq_counter;
+static int bad_stops;
+
+static void conn_free(gpointer p);
+
+/* ---------------------------------------------------------------- basics */
+
+int64_t
+it_now_ms(void)
+{
+    return g_get_monotonic_time() / 1000;
+}
+
+int
+it_ms(int ms)
+{
+    return (int)((double)ms * scale);
+}
+
+const char *
+it_listen_url(void)
+{
+    return listen_url;
+}
+
+void
+it_init(void)
+{
+    const char *v;
+    GError *gerr = NULL;
+
+    signal(SIGPIPE, SIG_IGN);
+    v = getenv("IT_TIMEOUT_SCALE");
+    if (v != NULL && *v != '\0') {
+        scale = g_ascii_strtod(v, NULL);
+        if (!(scale >= 1.0 && scale <= 100.0))
+            scale = 1.0;
+    }
+    v = getenv("SOCKCHATD");
+    sockchatd = g_strdup(v != NULL ? v : "");
+    v = getenv("SOCKCHATD_WRAPPER");
+    if (v != NULL && *v != '\0') {
+        if (!g_shell_parse_argv(v, NULL, &wrapper, &gerr)) {
+            fprintf(stderr, "it: cannot parse SOCKCHATD_WRAPPER: %s\n",
+                gerr->message);
+            g_clear_error(&gerr);
+            wrapper = NULL;
+        }
+    }
+    v = getenv("IT_LISTEN");
+    listen_url = g_strdup(v != NULL && *v != '\0' ? v : "tcp://127.0.0.1:0");
+    conns = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+        conn_free);
+    servers = g_ptr_array_new();
+    kept = g_ptr_array_new_with_free_func((GDestroyNotify)cJSON_Delete);
+    strings = g_ptr_array_new_with_free_func(g_free);
+    deferred = g_array_new(FALSE, FALSE, sizeof(struct deferred));
+}
+
+gpointer
+it_defer(GDestroyNotify fn, gpointer p)
+{
+    struct deferred d = { .fn = fn, .p = p };
+
+    if (p != NULL)
+        g_array_append_val(deferred, d);
+    return p;
+}
+
+const char *
+it_own(char *s)
+{
+    return it_defer(g_free, s);
+}
+
+static const char *
+keep_str(char *s)
+{
+    g_ptr_array_add(strings, s);
+    return s;
+}
+
+const cJSON *
+it_keep(cJSON *m)
+{
+    if (m != NULL)
+        g_ptr_array_add(kept, m);
+    return m;
+}
+
+const char *
+it_uniq(const char *prefix)
+{
+    return keep_str(g_strdup_printf("%s%u", prefix, ++uniq_counter));
+}
+
+const char *
+it_json(const cJSON *m)
+{
+    char *s;
+
+    if (m == NULL)
+        return "(null)";
+    s = cJSON_PrintUnformatted(m);
+    if (s == NULL)
+        return "(unprintable)";
+    /* cJSON allocates with malloc: copy into GLib's allocator. */
+    {
+        char *g = g_strdup(s);
+
+        cJSON_free(s);
+        return keep_str(g);
+    }
+}
+
+const char *
+it_rx_name(enum it_rx why)
+{
+    switch (why) {
+    case IT_RX_MSG:
+        return "a message";
+    case IT_RX_TIMEOUT:
+        return "nothing (timeout)";
+    case IT_RX_CLOSED:
+        return "connection closed";
+    case IT_RX_RESET:
+        return "connection reset";
+    case IT_RX_BAD:
+        return "a malformed frame";
+    }
+    return "?";
+}
+
+/* ------------------------------------------------------------ addresses */
+
+/* Splits scheme://host:port; host without brackets. false if malformed. */
+static bool
+split_inet_url(const char *url, const char *scheme, char **host, char **port)
+{
+    const char *p, *end, *colon;
+    size_t sl = strlen(scheme);
+
+    *host = NULL;
+    *port = NULL;
+    if (strncmp(url, scheme, sl) != 0 || strncmp(url + sl, "://", 3) != 0)
+        return false;
+    p = url + sl + 3;
+    if (*p == '[') {
+        end = strchr(p, ']');
+        if (end == NULL || end[1] != ':')
+            return false;
+        *host = g_strndup(p + 1, (gsize)(end - p - 1));
+        colon = end + 1;
+    } else {
+        colon = strrchr(p, ':');
+        if (colon == NULL)
+            return false;
+        *host = g_strndup(p, (gsize)(colon - p));
+    }
+    *port = g_strdup(colon + 1);
+    if (**port == '\0' || strspn(*port, "0123456789") != strlen(*port)) {
+        g_free(*host);
+        g_free(*port);
+        *host = NULL;
+        *port = NULL;
+        return false;
+    }
+    return true;
+}
+
+/* Network safety: only 127.0.0.1 and ::1. */
+static bool
+host_is_loopback(const char *host)
+{
+    return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "::1") == 0;
+}
+
+static bool
+url_is_safe(const char *url)
+{
+    char *host = NULL, *port = NULL;
+    bool ok = false;
+
+    if (strncmp(url, "unix:", 5) == 0)
+        return true;
+    if (split_inet_url(url, "tcp", &host, &port) ||
+        split_inet_url(url, "udp", &host, &port))
+        ok = host_is_loopback(host);
+    g_free(host);
+    g_free(port);
+    return ok;
+}
+
+/* ---------------------------------------------------------- connections */
+
+static void
+conn_free(gpointer p)
+{
+    struct it_conn *c = p;
+    cJSON *m;
+
+    if (c == NULL)
+        return;
+    while ((m = g_queue_pop_head(&c->msgs)) != NULL)
+        cJSON_Delete(m);
+    while ((m = g_queue_pop_head(&c->pings)) != NULL)
+        cJSON_Delete(m);
+    g_byte_array_unref(c->rx);
+    if (c->fd >= 0)
+        close(c->fd);
+    g_free(c);
+}
+
+static struct it_conn *
+conn_get(int fd)
+{
+    if (fd < 0 || conns == NULL)
+        return NULL;
+    return g_hash_table_lookup(conns, GINT_TO_POINTER(fd));
+}
+
+static int
+conn_add(int fd, size_t max_frame)
+{
+    struct it_conn *c = g_new0(struct it_conn, 1);
+
+    c->fd = fd;
+    c->rx = g_byte_array_new();
+    g_queue_init(&c->msgs);
+    g_queue_init(&c->pings);
+    c->end = IT_RX_MSG;
+    c->autopong = true;
+    c->max_frame = max_frame != 0 ? max_frame : IT_DEFAULT_MAX_FRAME;
+    g_hash_table_replace(conns, GINT_TO_POINTER(fd), c);
+    return fd;
+}
+
+static int
+wait_fd(int fd, short events, int ms)
+{
+    struct pollfd p = { .fd = fd, .events = events };
+    int r;
+
+    do
+        r = poll(&p, 1, ms);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+int
+it_connect_url(const char *url, int rcvbuf, size_t max_frame)
+{
+    struct addrinfo hints, *res = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sslen = 0;
+    char *host = NULL, *port = NULL;
+    int fd = -1, err = 0, rc, family;
+    socklen_t elen = sizeof(err);
+    int64_t deadline;
+
+    memset(&ss, 0, sizeof(ss));
+    if (split_inet_url(url, "tcp", &host, &port)) {
+        if (!host_is_loopback(host)) {
+            fprintf(stderr, "it: refusing non-loopback URL %s\n", url);
+            goto fail;
+        }
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+        rc = getaddrinfo(host, port, &hints, &res);
+        if (rc != 0 || res == NULL) {
+            fprintf(stderr, "it: %s: %s\n", url, gai_strerror(rc));
+            goto fail;
+        }
+        memcpy(&ss, res->ai_addr, res->ai_addrlen);
+        sslen = res->ai_addrlen;
+        family = res->ai_family;
+    } else if (strncmp(url, "unix:", 5) == 0) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+        const char *path = url + 5;
+        size_t len;
+
+        if (strncmp(path, "//", 2) == 0)
+            path += 2;
+        len = strlen(path);
+        if (len == 0 || len >= sizeof(sun->sun_path)) {
+            fprintf(stderr, "it: bad unix URL %s\n", url);
+            goto fail;
+        }
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, path, len);
+        if (path[0] == '@')             /* abstract namespace */
+            sun->sun_path[0] = '\0';
+        sslen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+            (path[0] == '@' ? 0 : 1));
+        family = AF_UNIX;
+    } else {
+        /*
+         * udp:// needs the reliability layer of PROTOCOL.md §6 in the
+         * client; it will plug in here and nowhere else.
+         */
+        fprintf(stderr, "it: transport of %s not supported by the harness\n",
+            url);
+        goto fail;
+    }
+
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf(stderr, "it: socket: %s\n", strerror(errno));
+        goto fail;
+    }
+    if (rcvbuf > 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0)
+        fprintf(stderr, "it: SO_RCVBUF: %s\n", strerror(errno));
+    deadline = it_now_ms() + it_ms(IT_WAIT_MS);
+    for (;;) {
+        if (connect(fd, (struct sockaddr *)&ss, sslen) == 0)
+            break;
+        if (errno == EINPROGRESS) {
+            if (wait_fd(fd, POLLOUT, it_ms(IT_WAIT_MS)) <= 0) {
+                fprintf(stderr, "it: connect %s: timed out\n", url);
+                goto fail;
+            }
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0 ||
+                err != 0) {
+                fprintf(stderr, "it: connect %s: %s\n", url, strerror(err));
+                goto fail;
+            }
+            break;
+        }
+        if ((errno == EAGAIN || errno == EINTR) && it_now_ms() < deadline) {
+            g_usleep(1000);             /* unix backlog full: retry */
+            continue;
+        }
+        fprintf(stderr, "it: connect %s: %s\n", url, strerror(errno));
+        goto fail;
+    }
+    if (res != NULL)
+        freeaddrinfo(res);
+    g_free(host);
+    g_free(port);
+    return conn_add(fd, max_frame);
+
+fail:
+    if (res != NULL)
+        freeaddrinfo(res);
+    g_free(host);
+    g_free(port);
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+int
+it_connect_rcvbuf(const struct it_server *s, int rcvbuf)
+{
+    if (s == NULL)
+        return -1;
+    return it_connect_url(s->url, rcvbuf, s->max_frame);
+}
+
+int
+it_connect(const struct it_server *s)
+{
+    return it_connect_rcvbuf(s, 0);
+}
+
+void
+it_close(int fd)
+{
+    if (conn_get(fd) != NULL)
+        g_hash_table_remove(conns, GINT_TO_POINTER(fd));
+}
+
+void
+it_reset(int fd)
+{
+    struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+    if (conn_get(fd) == NULL)
+        return;
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    it_close(fd);
+}
+
+void
+it_set_autopong(int fd, bool on)
+{
+    struct it_conn *c = conn_get(fd);
+
+    if (c != NULL)
+        c->autopong = on;
+}
+
+void
+it_set_passive(int fd, bool on)
+{
+    struct it_conn *c = conn_get(fd);
+
+    if (c != NULL)
+        c->passive = on;
+}
+
+const char *
+it_nick(int fd)
+{
+    struct it_conn *c = conn_get(fd);
+
+    return c != NULL ? c->nick : "";
+}
+
+/* -------------------------------------------------------------- receive */
+
+/* Whole payload must be one JSON object with a string type (server side of
+ * §1/§2), whitespace allowed after it. */
+static cJSON *
+parse_payload(const uint8_t *p, size_t n)
+{
+    const char *end = NULL;
+    cJSON *m;
+
+    m = cJSON_ParseWithLengthOpts((const char *)p, n, &end, false);
+    if (m == NULL)
+        return NULL;
+    while (end != NULL && end < (const char *)p + n &&
+        (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    if (end != (const char *)p + n || !cJSON_IsObject(m) ||
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "type"))) {
+        cJSON_Delete(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Small direct write that never pumps (used for automatic pongs). */
+static void
+write_small(int fd, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    ssize_t w;
+    int tries = 0;
+
+    while (off < n && tries++ < 100) {
+        w = send(fd, p + off, n - off, MSG_NOSIGNAL);
+        if (w > 0) {
+            off += (size_t)w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            (void)wait_fd(fd, POLLOUT, 10);
+        } else {
+            return;
+        }
+    }
+}
+
+static void
+autopong(struct it_conn *c, const cJSON *ping)
+{
+    cJSON *pong = cJSON_CreateObject();
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(ping, "token");
+    char *txt;
+    size_t n;
+    uint8_t *buf;
+
+    cJSON_AddStringToObject(pong, "type", "pong");
+    if (tok != NULL)
+        cJSON_AddItemToObject(pong, "token", cJSON_Duplicate(tok, true));
+    txt = cJSON_PrintUnformatted(pong);
+    cJSON_Delete(pong);
+    if (txt == NULL)
+        return;
+    n = strlen(txt);
+    buf = g_malloc(IT_HDR + n);
+    buf[0] = (uint8_t)(n >> 24);
+    buf[1] = (uint8_t)(n >> 16);
+    buf[2] = (uint8_t)(n >> 8);
+    buf[3] = (uint8_t)n;
+    memcpy(buf + IT_HDR, txt, n);
+    cJSON_free(txt);
+    write_small(c->fd, buf, IT_HDR + n);
+    g_free(buf);
+}
+
+/* Cuts every whole frame out of c->rx. */
+static void
+conn_cut(struct it_conn *c)
+{
+    while (c->end == IT_RX_MSG && c->rx->len >= IT_HDR) {
+        const uint8_t *h = c->rx->data;
+        uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 |
+            (uint32_t)h[2] << 8 | (uint32_t)h[3];
+        cJSON *m;
+
+        if (n == 0 || n > c->max_frame) {
+            fprintf(stderr, "it: fd %d: server sent a frame of %u bytes "
+                "(max_frame %zu)\n", c->fd, n, c->max_frame);
+            c->end = IT_RX_BAD;
+            return;
+        }
+        if (c->rx->len - IT_HDR < n)
+            return;
+        m = parse_payload(h + IT_HDR, n);
+        if (m == NULL) {
+            fprintf(stderr, "it: fd %d: server sent a payload that is not "
+                "one JSON object with a string type: %.*s\n", c->fd,
+                (int)(n > 200 ? 200 : n), (const char *)h + IT_HDR);
+            c->end = IT_RX_BAD;
+            return;
+        }
+        g_byte_array_remove_range(c->rx, 0, IT_HDR + n);
+        if (c->autopong && strcmp(it_str(m, "type"), "ping") == 0) {
+            /* never inside a frame the test is still writing */
+            if (c->sending) {
+                g_queue_push_tail(&c->pings, m);
+            } else {
+                autopong(c, m);
+                cJSON_Delete(m);
+            }
+            continue;
+        }
+        g_queue_push_tail(&c->msgs, m);
+    }
+}
+
+/* Reads what is available on c (bounded). */
+static void
+conn_fill(struct it_conn *c)
+{
+    uint8_t buf[65536];
+    ssize_t r;
+    int i;
+
+    for (i = 0; i < IT_READS_PER_FILL && c->end == IT_RX_MSG; i++) {
+        r = recv(c->fd, buf, sizeof(buf), 0);
+        if (r > 0) {
+            g_byte_array_append(c->rx, buf, (guint)r);
+            conn_cut(c);
+            continue;
+        }
+        if (r == 0) {
+            c->end = IT_RX_CLOSED;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return;
+        } else if (errno == ECONNRESET || errno == EPIPE) {
+            c->end = IT_RX_RESET;
+        } else {
+            fprintf(stderr, "it: fd %d: recv: %s\n", c->fd, strerror(errno));
+            c->end = IT_RX_RESET;
+        }
+    }
+}
+
+/*
+ * Polls every open connection (passive ones only if they are `want`),
+ * reading into queues, until `want` has a message or ended (POLLIN) or is
+ * writable (POLLOUT), or the deadline passes. True if the condition holds.
+ * want < 0 just reads everything until the deadline.
+ */
+static bool
+wait_io(int want, short ev, int64_t deadline)
+{
+    GHashTableIter it;
+    gpointer k, v;
+    struct pollfd *pf = NULL;
+    struct it_conn **pc = NULL;
+    guint cap = 0, n;
+    bool done = false;
+
+    for (;;) {
+        struct it_conn *w = conn_get(want);
+        int64_t left;
+        int r;
+        guint i;
+
+        if (want >= 0 && w == NULL)
+            break;
+        if (w != NULL && ev == POLLIN && (!g_queue_is_empty(&w->msgs) ||
+            w->end != IT_RX_MSG)) {
+            done = true;
+            break;
+        }
+        if (cap < g_hash_table_size(conns)) {
+            cap = g_hash_table_size(conns);
+            pf = g_renew(struct pollfd, pf, cap);
+            pc = g_renew(struct it_conn *, pc, cap);
+        }
+        n = 0;
+        g_hash_table_iter_init(&it, conns);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            struct it_conn *c = v;
+            short e = 0;
+
+            if (c->end == IT_RX_MSG && (!c->passive || c->fd == want))
+                e |= POLLIN;
+            if (c->fd == want && ev == POLLOUT) {
+                e |= POLLOUT;
+                if (c->passive)
+                    e &= (short)~POLLIN;
+            }
+            if (e == 0)
+                continue;
+            pf[n].fd = c->fd;
+            pf[n].events = e;
+            pf[n].revents = 0;
+            pc[n] = c;
+            n++;
+        }
+        left = deadline - it_now_ms();
+        if (left < 0)
+            left = 0;
+        r = poll(pf, n, (int)(left > 100 ? 100 : left));
+        if (r < 0 && errno != EINTR) {
+            fprintf(stderr, "it: poll: %s\n", strerror(errno));
+            break;
+        }
+        for (i = 0; r > 0 && i < n; i++) {
+            if (pf[i].revents == 0)
+                continue;
+            if (pf[i].fd == want && ev == POLLOUT &&
+                (pf[i].revents & (POLLOUT | POLLERR | POLLHUP)))
+                done = true;
+            if ((pf[i].events & POLLIN) &&
+                (pf[i].revents & (POLLIN | POLLERR | POLLHUP)))
+                conn_fill(pc[i]);
+        }
+        if (done)
+            break;
+        w = conn_get(want);
+        if (w != NULL && ev == POLLIN && (!g_queue_is_empty(&w->msgs) ||
+            w->end != IT_RX_MSG)) {
+            done = true;
+            break;
+        }
+        if (it_now_ms() >= deadline)
+            break;
+    }
+    g_free(pf);
+    g_free(pc);
+    return done;
+}
+
+void
+it_pump(int ms)
+{
+    (void)wait_io(-1, POLLIN, it_now_ms() + ms);
+}
+
+cJSON *
+it_recv_msg(int fd, int timeout_ms, enum it_rx *why)
+{
+    struct it_conn *c = conn_get(fd);
+    enum it_rx dummy;
+
+    if (why == NULL)
+        why = &dummy;
+    if (c == NULL) {
+        *why = IT_RX_BAD;
+        return NULL;
+    }
+    if (g_queue_is_empty(&c->msgs) && c->end == IT_RX_MSG)
+        (void)wait_io(fd, POLLIN, it_now_ms() + timeout_ms);
+    c = conn_get(fd);
+    if (c == NULL) {
+        *why = IT_RX_BAD;
+        return NULL;
+    }
+    if (!g_queue_is_empty(&c->msgs)) {
+        *why = IT_RX_MSG;
+        return g_queue_pop_head(&c->msgs);
+    }
+    *why = c->end != IT_RX_MSG ? c->end : IT_RX_TIMEOUT;
+    return NULL;
+}
+
+/* ----------------------------------------------------------------- send */
+
+static int
+send_all(struct it_conn *c, const uint8_t *b, size_t n)
+{
+    size_t off = 0;
+    ssize_t w;
+    int64_t deadline = it_now_ms() + it_ms(IT_WAIT_MS);
+
+    while (off < n) {
+        w = send(c->fd, b + off, n - off, MSG_NOSIGNAL);
+        if (w > 0) {
+            off += (size_t)w;
+            deadline = it_now_ms() + it_ms(IT_WAIT_MS);
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (it_now_ms() >= deadline) {
+                errno = ETIMEDOUT;
+                return -1;
+            }
+            /* reads every connection meanwhile, this one included */
+            (void)wait_io(c->fd, POLLOUT, deadline);
+            continue;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+int
+it_send_raw(int fd, const void *p, size_t n)
+{
+    struct it_conn *c = conn_get(fd);
+    cJSON *ping;
+    int rc, saved;
+
+    if (c == NULL) {
+        errno = EBADF;
+        return -1;
+    }
+    c->sending = true;
+    rc = send_all(c, p, n);
+    saved = errno;
+    c->sending = false;
+    while ((ping = g_queue_pop_head(&c->pings)) != NULL) {
+        autopong(c, ping);
+        cJSON_Delete(ping);
+    }
+    errno = saved;
+    return rc;
+}
+
+int
+it_send_frame(int fd, const void *p, size_t n)
+{
+    uint8_t *buf = g_malloc(IT_HDR + n);
+    int rc;
+
+    buf[0] = (uint8_t)(n >> 24);
+    buf[1] = (uint8_t)(n >> 16);
+    buf[2] = (uint8_t)(n >> 8);
+    buf[3] = (uint8_t)n;
+    if (n > 0)
+        memcpy(buf + IT_HDR, p, n);
+    rc = it_send_raw(fd, buf, IT_HDR + n);
+    g_free(buf);
+    return rc;
+}
+
+int
+it_send_json(int fd, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int rc;
+
+    va_start(ap, fmt);
+    s = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    rc = it_send_frame(fd, s, strlen(s));
+    g_free(s);
+    return rc;
+}
+
+/* -------------------------------------------------------------- getters */
+
+const cJSON *
+it_get(const cJSON *m, const char *key)
+{
+    if (m == NULL)
+        return NULL;
+    return cJSON_GetObjectItemCaseSensitive(m, key);
+}
+
+const char *
+it_str(const cJSON *m, const char *key)
+{
+    const cJSON *v = it_get(m, key);
+
+    return cJSON_IsString(v) && v->valuestring != NULL ? v->valuestring :
+        IT_ABSENT;
+}
+
+int64_t
+it_int(const cJSON *m, const char *key)
+{
+    const cJSON *v = it_get(m, key);
+
+    /* range first, so that the cast below is defined; no libm needed */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= -9007199254740992.0 &&
+        v->valuedouble <= 9007199254740992.0) ||
+        v->valuedouble != (double)(int64_t)v->valuedouble)
+        return IT_NO_INT;
+    return (int64_t)v->valuedouble;
+}
+
+bool
+it_has(const cJSON *m, const char *key)
+{
+    return it_get(m, key) != NULL;
+}
+
+bool
+it_true(const cJSON *m, const char *key)
+{
+    return cJSON_IsTrue(it_get(m, key));
+}
+
+bool
+it_ts_ok(const cJSON *m)
+{
+    int64_t ts = it_int(m, "ts");
+    int64_t now = g_get_real_time() / 1000;
+
+    return ts != IT_NO_INT && ts > now - 600000 && ts < now + 600000;
+}
+
+bool
+it_array_has(const cJSON *arr, const char *s, bool ci)
+{
+    const cJSON *e;
+
+    if (!cJSON_IsArray(arr))
+        return false;
+    cJSON_ArrayForEach(e, arr) {
+        if (!cJSON_IsString(e))
+            continue;
+        if (ci ? g_ascii_strcasecmp(e->valuestring, s) == 0 :
+            strcmp(e->valuestring, s) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* -------------------------------------------------------- expectations */
+
+static G_GNUC_PRINTF(3, 4) void
+it_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    print_error("%s:%d: %s\n", file, line, s);
+    g_free(s);
+    _fail(file, line);
+}
+
+const cJSON *
+it_expect_type_within_at(const char *file, int line, int fd,
+    const char *type, int ms)
+{
+    enum it_rx why;
+    cJSON *m = it_recv_msg(fd, it_ms(ms), &why);
+
+    if (m == NULL)
+        it_fail(file, line, "fd %d (%s): expected `%s`, got %s", fd,
+            it_nick(fd), type, it_rx_name(why));
+    it_keep(m);
+    if (strcmp(it_str(m, "type"), type) != 0)
+        it_fail(file, line, "fd %d (%s): expected `%s`, got %s", fd,
+            it_nick(fd), type, it_json(m));
+    return m;
+}
+
+const cJSON *
+it_expect_type_at(const char *file, int line, int fd, const char *type)
+{
+    return it_expect_type_within_at(file, line, fd, type, IT_WAIT_MS);
+}
+
+const cJSON *
+it_expect_error_within_at(const char *file, int line, int fd,
+    const char *code, int ms)
+{
+    enum it_rx why;
+    cJSON *m = it_recv_msg(fd, it_ms(ms), &why);
+
+    if (m == NULL)
+        it_fail(file, line, "fd %d (%s): expected error `%s`, got %s", fd,
+            it_nick(fd), code, it_rx_name(why));
+    it_keep(m);
+    if (strcmp(it_str(m, "type"), "error") != 0 ||
+        strcmp(it_str(m, "code"), code) != 0)
+        it_fail(file, line, "fd %d (%s): expected error `%s`, got %s", fd,
+            it_nick(fd), code, it_json(m));
+    if (!cJSON_IsString(it_get(m, "message")) ||
+        it_str(m, "message")[0] == '\0')
+        it_fail(file, line, "error without a human `message`: %s",
+            it_json(m));
+    return m;
+}
+
+const cJSON *
+it_expect_error_at(const char *file, int line, int fd, const char *code)
+{
+    return it_expect_error_within_at(file, line, fd, code, IT_WAIT_MS);
+}
+
+void
+it_expect_closed_at(const char *file, int line, int fd)
+{
+    enum it_rx why;
+    cJSON *m = it_recv_msg(fd, it_ms(IT_WAIT_MS), &why);
+
+    if (m != NULL) {
+        it_keep(m);
+        it_fail(file, line, "fd %d (%s): expected close, got %s", fd,
+            it_nick(fd), it_json(m));
+    }
+    if (why != IT_RX_CLOSED && why != IT_RX_RESET)
+        it_fail(file, line, "fd %d (%s): expected close, got %s", fd,
+            it_nick(fd), it_rx_name(why));
+}
+
+void
+it_expect_silence_at(const char *file, int line, int fd, int ms)
+{
+    enum it_rx why;
+    cJSON *m = it_recv_msg(fd, it_ms(ms), &why);
+
+    if (m != NULL) {
+        it_keep(m);
+        it_fail(file, line, "fd %d (%s): expected silence, got %s", fd,
+            it_nick(fd), it_json(m));
+    }
+    if (why != IT_RX_TIMEOUT)
+        it_fail(file, line, "fd %d (%s): expected silence, got %s", fd,
+            it_nick(fd), it_rx_name(why));
+}
+
+
+void
+it_expect_pair_at(const char *file, int line, int fd, const char *a,
+    const cJSON **ma, const char *b, const cJSON **mb)
+{
+    const cJSON *m[2];
+    enum it_rx why;
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        cJSON *x = it_recv_msg(fd, it_ms(IT_WAIT_MS), &why);
+
+        if (x == NULL)
+            it_fail(file, line, "fd %d (%s): expected `%s` and `%s` (any "
+                "order), got %s", fd, it_nick(fd), a, b, it_rx_name(why));
+        m[i] = it_keep(x);
+    }
+    if (strcmp(it_str(m[0], "type"), a) == 0 &&
+        strcmp(it_str(m[1], "type"), b) == 0) {
+        *ma = m[0];
+        *mb = m[1];
+    } else if (strcmp(it_str(m[0], "type"), b) == 0 &&
+        strcmp(it_str(m[1], "type"), a) == 0) {
+        *ma = m[1];
+        *mb = m[0];
+    } else {
+        it_fail(file, line, "fd %d (%s): expected `%s` and `%s` (any "
+            "order), got %s then %s", fd, it_nick(fd), a, b, it_json(m[0]),
+            it_json(m[1]));
+    }
+}
+
+/* ---------------------------------------------------- session helpers */
+
+/* s as a JSON string literal (quotes included); harness-owned. */
+static const char *
+jq(const char *s)
+{
+    cJSON *v = cJSON_CreateString(s);
+    const char *out = it_json(v);
+
+    cJSON_Delete(v);
+    return out;
+}
+
+const cJSON *
+it_hello_at(const char *file, int line, int fd, const char *nick)
+{
+    const cJSON *m;
+    struct it_conn *c = conn_get(fd);
+
+    if (c == NULL)
+        it_fail(file, line, "hello %s: not a harness connection", nick);
+    if (it_send_json(fd, "{\"type\":\"hello\",\"version\":1,\"nick\":%s}",
+        jq(nick)) < 0)
+        it_fail(file, line, "hello %s: send: %s", nick, strerror(errno));
+    m = it_expect_type_at(file, line, fd, "welcome");
+    if (strcmp(it_str(m, "nick"), nick) != 0)
+        it_fail(file, line, "welcome for %s names %s", nick, it_json(m));
+    g_strlcpy(c->nick, nick, sizeof(c->nick));
+    return m;
+}
+
+void
+it_set_nick(int fd, const char *nick)
+{
+    struct it_conn *c = conn_get(fd);
+
+    if (c != NULL)
+        g_strlcpy(c->nick, nick, sizeof(c->nick));
+}
+
+int
+it_register_welcome_at(const char *file, int line,
+    const struct it_server *s, const char *nick, const cJSON **welcome)
+{
+    const cJSON *m;
+    int fd;
+
+    if (welcome != NULL)
+        *welcome = NULL;
+    fd = it_connect(s);
+    if (fd < 0)
+        it_fail(file, line, "cannot connect to %s",
+            s != NULL ? s->url : "(no server)");
+    m = it_hello_at(file, line, fd, nick);
+    if (welcome != NULL)
+        *welcome = m;
+    return fd;
+}
+
+int
+it_register_at(const char *file, int line, const struct it_server *s,
+    const char *nick)
+{
+    return it_register_welcome_at(file, line, s, nick, NULL);
+}
+
+const cJSON *
+it_join_at(const char *file, int line, int fd, const char *room)
+{
+    const cJSON *r = NULL, *j = NULL;
+
+    if (it_send_json(fd, "{\"type\":\"join\",\"room\":%s}", jq(room)) < 0)
+        it_fail(file, line, "join %s: send: %s", room, strerror(errno));
+    it_expect_pair_at(file, line, fd, "room", &r, "joined", &j);
+    if (g_ascii_strcasecmp(it_str(r, "room"), room) != 0)
+        it_fail(file, line, "join %s: room reply %s", room, it_json(r));
+    if (g_ascii_strcasecmp(it_str(j, "room"), room) != 0 ||
+        g_ascii_strcasecmp(it_str(j, "nick"), it_nick(fd)) != 0 ||
+        !it_ts_ok(j))
+        it_fail(file, line, "join %s by %s: own joined event is %s", room,
+            it_nick(fd), it_json(j));
+    return r;
+}
+
+const cJSON *
+it_expect_joined_at(const char *file, int line, int fd, const char *room,
+    const char *nick)
+{
+    const cJSON *m = it_expect_type_at(file, line, fd, "joined");
+
+    if (g_ascii_strcasecmp(it_str(m, "room"), room) != 0 ||
+        g_ascii_strcasecmp(it_str(m, "nick"), nick) != 0 || !it_ts_ok(m))
+        it_fail(file, line, "fd %d (%s): expected joined {%s, %s}, got %s",
+            fd, it_nick(fd), room, nick, it_json(m));
+    return m;
+}
+
+const cJSON *
+it_say_at(const char *file, int line, int fd, const char *room,
+    const char *text)
+{
+    const cJSON *m;
+
+    if (it_send_json(fd, "{\"type\":\"say\",\"room\":%s,\"text\":%s}",
+        jq(room), jq(text)) < 0)
+        it_fail(file, line, "say: send: %s", strerror(errno));
+    m = it_expect_type_at(file, line, fd, "message");
+    if (strcmp(it_str(m, "from"), it_nick(fd)) != 0 ||
+        strcmp(it_str(m, "text"), text) != 0 ||
+        g_ascii_strcasecmp(it_str(m, "room"), room) != 0)
+        it_fail(file, line, "fd %d (%s): say echo is %s", fd, it_nick(fd),
+            it_json(m));
+    return m;
+}
+
+void
+it_ping_at(const char *file, int line, int fd)
+{
+    const char *tok = it_uniq("tok");
+    const cJSON *m;
+
+    if (it_send_json(fd, "{\"type\":\"ping\",\"token\":%s}", jq(tok)) < 0)
+        it_fail(file, line, "fd %d (%s): ping: send: %s", fd, it_nick(fd),
+            strerror(errno));
+    m = it_expect_type_at(file, line, fd, "pong");
+    if (strcmp(it_str(m, "token"), tok) != 0)
+        it_fail(file, line, "fd %d: pong for token %s is %s", fd, tok,
+            it_json(m));
+}
+
+const cJSON *
+it_flood_until_quit_at(const char *file, int line, int flooder, int observer,
+    const char *room, const char *victim)
+{
+    const int max_msgs = 4000;
+    int64_t deadline = it_now_ms() + it_ms(60000);
+    const cJSON *quit = NULL;
+    bool flooder_quit = false;
+    char *text = g_malloc(4001);
+    int i, side;
+
+    for (i = 0; i < max_msgs && it_now_ms() < deadline; i++) {
+        g_snprintf(text, 4001, "%06d", i);
+        memset(text + 6, 'f', 4000 - 6);
+        text[4000] = '\0';
+        if (it_send_json(flooder, "{\"type\":\"say\",\"room\":%s,"
+            "\"text\":\"%s\"}", jq(room), text) < 0)
+            it_fail(file, line, "flood: send: %s", strerror(errno));
+        /* Each side reads up to its copy of this message. */
+        for (side = 0; side < 2; side++) {
+            int fd = side == 0 ? flooder : observer;
+
+            for (;;) {
+                enum it_rx why;
+                cJSON *m = it_recv_msg(fd, it_ms(IT_WAIT_MS), &why);
+
+                if (m == NULL) {
+                    g_free(text);
+                    it_fail(file, line, "flood: fd %d (%s) got %s", fd,
+                        it_nick(fd), it_rx_name(why));
+                }
+                if (strcmp(it_str(m, "type"), "quit") == 0 &&
+                    g_ascii_strcasecmp(it_str(m, "nick"), victim) == 0) {
+                    if (side == 0) {
+                        flooder_quit = true;
+                        cJSON_Delete(m);
+                    } else {
+                        quit = it_keep(m);
+                    }
+                    continue;
+                }
+                if (strcmp(it_str(m, "type"), "message") == 0 &&
+                    strcmp(it_str(m, "text"), text) == 0) {
+                    cJSON_Delete(m);
+                    break;
+                }
+                it_keep(m);
+                g_free(text);
+                it_fail(file, line, "flood: fd %d (%s) got unexpected %s",
+                    fd, it_nick(fd), it_json(m));
+            }
+        }
+        if (quit != NULL)
+            break;
+    }
+    g_free(text);
+    if (quit == NULL)
+        it_fail(file, line, "flood: %s was not dropped after %d messages of "
+            "4000 bytes", victim, i);
+    if (!flooder_quit) {
+        const cJSON *m = it_expect_type_at(file, line, flooder, "quit");
+
+        if (g_ascii_strcasecmp(it_str(m, "nick"), victim) != 0)
+            it_fail(file, line, "flood: flooder got %s", it_json(m));
+    }
+    return quit;
+}
+
+/* -------------------------------------------------------------- servers */
+
+static int
+decode_status(int st)
+{
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return -1;
+}
+
+/* Status, or -2 if still running after ms. */
+static int
+reap(pid_t pid, int ms)
+{
+    int64_t deadline = it_now_ms() + ms;
+    int st = 0;
+    pid_t r;
+
+    for (;;) {
+        r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return decode_status(st);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (it_now_ms() >= deadline)
+            return -2;
+        g_usleep(2000);
+    }
+}
+
+static void
+dump_log(const struct it_server *s)
+{
+    char *txt = NULL;
+    gsize len = 0;
+    const char *from;
+
+    if (s->log == NULL || !g_file_get_contents(s->log, &txt, &len, NULL))
+        return;
+    from = txt;
+    if (len > IT_LOG_TAIL)
+        from = txt + len - IT_LOG_TAIL;
+    fprintf(stderr, "--- sockchatd pid %d output%s ---\n%s--- end ---\n",
+        (int)s->pid, from != txt ? " (tail)" : "", from);
+    g_free(txt);
+}
+
+static void
+remove_dir(const char *dir)
+{
+    GDir *d;
+    const char *name;
+
+    if (dir == NULL)
+        return;
+    d = g_dir_open(dir, 0, NULL);
+    if (d != NULL) {
+        while ((name = g_dir_read_name(d)) != NULL) {
+            char *p = g_build_filename(dir, name, NULL);
+
+            (void)unlink(p);
+            g_free(p);
+        }
+        g_dir_close(d);
+    }
+    (void)rmdir(dir);
+}
+
+static void
+server_free(struct it_server *s)
+{
+    if (s == NULL)
+        return;
+    remove_dir(s->dir);
+    g_free(s->dir);
+    g_free(s->url);
+    g_free(s->log);
+    g_free(s);
+}
+
+/* Reports the final status, forgets and frees s. */
+static int
+server_finish(struct it_server *s, int st)
+{
+    const char *path = getenv("IT_STATUS_LOG");
+
+    fprintf(stderr, "it: sockchatd pid %d (%s) exited with status %d\n",
+        (int)s->pid, s->url != NULL ? s->url : "?", st);
+    if (st != 0) {
+        bad_stops++;
+        dump_log(s);
+    } else if (getenv("IT_VERBOSE") != NULL) {
+        dump_log(s);
+    }
+    if (path != NULL && *path != '\0') {
+        FILE *f = fopen(path, "a");
+
+        if (f != NULL) {
+            fprintf(f, "%d %d\n", (int)s->pid, st);
+            fclose(f);
+        }
+    }
+    g_ptr_array_remove(servers, s);
+    server_free(s);
+    return st;
+}
+
+static char *
+subst_dir(const char *arg, const char *dir)
+{
+    char **parts = g_strsplit(arg, "@DIR@", -1);
+    char *out = g_strjoinv(dir, parts);
+
+    g_strfreev(parts);
+    return out;
+}
+
+static size_t
+max_frame_of(const char *const *extra)
+{
+    size_t i;
+
+    for (i = 0; extra != NULL && extra[i] != NULL; i++) {
+        if (strcmp(extra[i], "--max-frame") == 0 && extra[i + 1] != NULL)
+            return (size_t)g_ascii_strtoull(extra[i + 1], NULL, 10);
+        if (g_str_has_prefix(extra[i], "--max-frame="))
+            return (size_t)g_ascii_strtoull(extra[i] + 12, NULL, 10);
+    }
+    return IT_DEFAULT_MAX_FRAME;
+}
+
+static pid_t
+spawn(char **argv, const char *out_path)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDONLY);
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        if (nul >= 0)
+            dup2(nul, 0);
+        if (out >= 0) {
+            dup2(out, 1);
+            dup2(out, 2);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static bool
+check_binary(void)
+{
+    if (sockchatd == NULL || sockchatd[0] != '/') {
+        fprintf(stderr, "it: SOCKCHATD must be the absolute path of "
+            "sockchatd (got \"%s\")\n", sockchatd != NULL ? sockchatd : "");
+        return false;
+    }
+    if (access(sockchatd, X_OK) != 0) {
+        fprintf(stderr, "it: %s: %s\n", sockchatd, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+struct it_server *
+it_server_startv(const char *const *extra)
+{
+    struct it_server *s = NULL;
+    GPtrArray *argv = NULL;
+    GError *gerr = NULL;
+    char *lurl = NULL, *portfile = NULL;
+    int64_t deadline;
+    size_t i;
+
+    if (!check_binary())
+        return NULL;
+    s = g_new0(struct it_server, 1);
+    s->pid = -1;
+    s->dir = g_dir_make_tmp("sockchat-it-XXXXXX", &gerr);
+    if (s->dir == NULL) {
+        fprintf(stderr, "it: temporary directory: %s\n", gerr->message);
+        g_clear_error(&gerr);
+        goto fail;
+    }
+    lurl = subst_dir(listen_url, s->dir);
+    if (!url_is_safe(lurl)) {
+        fprintf(stderr, "it: IT_LISTEN=%s is not a loopback URL; refusing\n",
+            lurl);
+        goto fail;
+    }
+    portfile = g_build_filename(s->dir, "port", NULL);
+    s->log = g_build_filename(s->dir, "server.log", NULL);
+    s->max_frame = max_frame_of(extra);
+
+    argv = g_ptr_array_new_with_free_func(g_free);
+    for (i = 0; wrapper != NULL && wrapper[i] != NULL; i++)
+        g_ptr_array_add(argv, g_strdup(wrapper[i]));
+    g_ptr_array_add(argv, g_strdup(sockchatd));
+    g_ptr_array_add(argv, g_strdup("--listen"));
+    g_ptr_array_add(argv, g_strdup(lurl));
+    g_ptr_array_add(argv, g_strdup("--port-file"));
+    g_ptr_array_add(argv, g_strdup(portfile));
+    for (i = 0; extra != NULL && extra[i] != NULL; i++)
+        g_ptr_array_add(argv, subst_dir(extra[i], s->dir));
+    g_ptr_array_add(argv, NULL);
+
+    s->pid = spawn((char **)argv->pdata, s->log);
+    if (s->pid < 0) {
+        fprintf(stderr, "it: fork: %s\n", strerror(errno));
+        goto fail;
+    }
+    g_ptr_array_add(servers, s);
+
+    deadline = it_now_ms() + it_ms(IT_START_MS);
+    for (;;) {
+        char *txt = NULL;
+        int st;
+
+        if (g_file_get_contents(portfile, &txt, NULL, NULL) &&
+            strchr(txt, '\n') != NULL) {
+            *strchr(txt, '\n') = '\0';
+            s->url = g_strdup(g_strstrip(txt));
+            g_free(txt);
+            break;
+        }
+        g_free(txt);
+        st = reap(s->pid, 0);
+        if (st != -2) {
+            fprintf(stderr, "it: sockchatd exited with status %d before "
+                "writing its port file\n", st);
+            s->pid = -1;
+            bad_stops++;
+            dump_log(s);
+            goto fail;
+        }
+        if (it_now_ms() >= deadline) {
+            fprintf(stderr, "it: no port file from sockchatd within %d ms\n",
+                it_ms(IT_START_MS));
+            kill(s->pid, SIGKILL);
+            (void)reap(s->pid, it_ms(IT_WAIT_MS));
+            s->pid = -1;
+            bad_stops++;
+            dump_log(s);
+            goto fail;
+        }
+        g_usleep(5000);
+    }
+    if (!url_is_safe(s->url) || strncmp(s->url, lurl, 3) != 0) {
+        fprintf(stderr, "it: port file names %s for --listen %s\n", s->url,
+            lurl);
+        kill(s->pid, SIGKILL);
+        (void)reap(s->pid, it_ms(IT_WAIT_MS));
+        goto fail;
+    }
+    if (getenv("IT_VERBOSE") != NULL)
+        fprintf(stderr, "it: sockchatd pid %d on %s\n", (int)s->pid, s->url);
+    g_ptr_array_unref(argv);
+    g_free(lurl);
+    g_free(portfile);
+    return s;
+
+fail:
+    if (s != NULL)
+        g_ptr_array_remove(servers, s);
+    if (argv != NULL)
+        g_ptr_array_unref(argv);
+    g_free(lurl);
+    g_free(portfile);
+    server_free(s);
+    return NULL;
+}
+
+struct it_server *
+it_server_start(const char *arg, ...)
+{
+    GPtrArray *v = g_ptr_array_new_with_free_func(g_free);
+    struct it_server *s;
+    va_list ap;
+    const char *a;
+
+    va_start(ap, arg);
+    for (a = arg; a != NULL; a = va_arg(ap, const char *))
+        g_ptr_array_add(v, g_strdup(a));
+    va_end(ap);
+    g_ptr_array_add(v, NULL);
+    s = it_server_startv((const char *const *)v->pdata);
+    g_ptr_array_unref(v);
+    return s;
+}
+
+struct it_server *
+it_server_start_str(const char *extra)
+{
+    char **words = NULL;
+    struct it_server *s;
+
+    if (extra == NULL || *extra == '\0')
+        return it_server_startv(NULL);
+    if (!g_shell_parse_argv(extra, NULL, &words, NULL))
+        return NULL;
+    s = it_server_startv((const char *const *)words);
+    g_strfreev(words);
+    return s;
+}
+
+int
+it_server_kill(const struct it_server *s, int sig)
+{
+    if (s == NULL || s->pid <= 0)
+        return -1;
+    return kill(s->pid, sig);
+}
+
+int
+it_server_wait(struct it_server *s, int timeout_ms)
+{
+    int st;
+
+    if (s == NULL)
+        return -1;
+    st = reap(s->pid, timeout_ms);
+    if (st == -2)
+        return -2;
+    return server_finish(s, st);
+}
+
+int
+it_server_stop(struct it_server *s)
+{
+    int st;
+
+    if (s == NULL)
+        return -1;
+    kill(s->pid, SIGTERM);
+    st = reap(s->pid, it_ms(IT_STOP_MS));
+    if (st == -2) {
+        fprintf(stderr, "it: sockchatd pid %d ignored SIGTERM for %d ms; "
+            "SIGKILL\n", (int)s->pid, it_ms(IT_STOP_MS));
+        kill(s->pid, SIGKILL);
+        (void)reap(s->pid, it_ms(IT_WAIT_MS));
+        st = -1;
+    }
+    return server_finish(s, st);
+}
+
+const char *
+it_server_url(const struct it_server *s)
+{
+    return s != NULL ? s->url : "";
+}
+
+const char *
+it_server_dir(const struct it_server *s)
+{
+    return s != NULL ? s->dir : "";
+}
+
+int
+it_bad_stops(void)
+{
+    return bad_stops;
+}
+
+bool
+it_server_has_option(const char *opt)
+{
+    char *out = NULL, *txt = NULL;
+    char help[] = "--help";
+    char *argv[] = { sockchatd, help, NULL };
+    int fd;
+    pid_t pid;
+    bool has = false;
+
+    if (!check_binary())
+        return false;
+    fd = g_file_open_tmp("sockchat-it-help-XXXXXX", &out, NULL);
+    if (fd < 0)
+        return false;
+    close(fd);
+    pid = spawn(argv, out);
+    if (pid > 0 && reap(pid, it_ms(IT_WAIT_MS)) == -2) {
+        kill(pid, SIGKILL);
+        (void)reap(pid, it_ms(IT_WAIT_MS));
+    }
+    if (g_file_get_contents(out, &txt, NULL, NULL))
+        has = strstr(txt, opt) != NULL;
+    g_free(txt);
+    (void)unlink(out);
+    g_free(out);
+    return has;
+}
+
+/* -------------------------------------------------------------- cleanup */
+
+void
+it_test_cleanup(const struct it_server *keep)
+{
+    GList *keys, *l;
+    guint i;
+
+    keys = g_hash_table_get_keys(conns);
+    for (l = keys; l != NULL; l = l->next)
+        it_close(GPOINTER_TO_INT(l->data));
+    g_list_free(keys);
+    for (i = servers->len; i > 0; i--) {
+        struct it_server *s = g_ptr_array_index(servers, i - 1);
+
+        if (s != keep)
+            (void)it_server_stop(s);
+    }
+    for (i = deferred->len; i > 0; i--) {
+        struct deferred *d = &g_array_index(deferred, struct deferred, i - 1);
+
+        d->fn(d->p);
+    }
+    g_array_set_size(deferred, 0);
+    g_ptr_array_set_size(kept, 0);
+    g_ptr_array_set_size(strings, 0);
+}
