@@ -410,8 +410,11 @@ id_valid(const cJSON *id)
 {
     double d;
 
+    /* A string id is echoed back: the text rule keeps control characters
+     * out of replies. */
     if (cJSON_IsString(id))
-        return strlen(id->valuestring) <= MSG_ID_STR_MAX;
+        return strlen(id->valuestring) <= MSG_ID_STR_MAX &&
+               msg_valid_text(id->valuestring, strlen(id->valuestring));
     if (!cJSON_IsNumber(id))
         return false;
     d = id->valuedouble;
@@ -525,6 +528,13 @@ get_short(const struct msg_request *req, const char *key, size_t max,
     if (*out != NULL && strlen(*out) > max) {
         msg_set_err(err, PE_BAD_FIELD, "field '%s' is longer than %zu bytes",
                     key, max);
+        *out = NULL;
+        return -1;
+    }
+    /* It is echoed back and may be printed: same rule as text. */
+    if (*out != NULL && !msg_valid_text(*out, strlen(*out))) {
+        msg_set_err(err, PE_BAD_FIELD,
+                    "field '%s' contains a control character", key);
         *out = NULL;
         return -1;
     }

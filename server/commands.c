@@ -104,6 +104,32 @@ commands_build_members(const struct room *r, size_t max_frame,
     return o;
 }
 
+/* The most text bytes that surely fit a message event in max_frame: the
+ * event's other fields take under 200 bytes, and JSON may escape each text
+ * byte to two ('"' and '\\'). */
+static size_t
+max_text_for(size_t max_frame)
+{
+    size_t room = max_frame > 256 ? (max_frame - 256) / 2 : 0;
+
+    return room < MSG_TEXT_MAX ? room : MSG_TEXT_MAX;
+}
+
+/* Whether an event of len bytes goes out; if not, c hears why. */
+static bool
+fits_frame(struct client *c, const struct msg_request *req, size_t len)
+{
+    size_t max = server_cfg(c->srv)->max_frame;
+    char text[96];
+
+    if (len <= max)
+        return true;
+    g_snprintf(text, sizeof(text),
+               "the message does not fit in a frame of %zu bytes", max);
+    client_send_error(c, PE_TEXT_TOO_LONG, text, req->type_str, req->id);
+    return false;
+}
+
 static bool
 client_in_room(const struct client *c, const struct room *r)
 {
@@ -157,7 +183,8 @@ cmd_hello(struct client *c, const struct msg_request *req)
         cJSON_AddStringToObject(w, "motd", cfg->motd);
     limits = cJSON_AddObjectToObject(w, "limits");
     cJSON_AddNumberToObject(limits, "max_frame", (double)cfg->max_frame);
-    cJSON_AddNumberToObject(limits, "max_text", MSG_TEXT_MAX);
+    cJSON_AddNumberToObject(limits, "max_text",
+                            (double)max_text_for(cfg->max_frame));
     cJSON_AddNumberToObject(limits, "max_rooms", cfg->max_rooms);
     cJSON_AddNumberToObject(limits, "max_queue", (double)cfg->max_queue);
     rate = cJSON_AddObjectToObject(limits, "rate");
@@ -238,7 +265,8 @@ cmd_say(struct client *c, const struct msg_request *req)
     ev = msg_build_message(r->name, NULL, c->nick, req->text, req->action,
                            msg_now_ms(), room_next_seq(r));
     json = msg_encode(ev, &len);
-    if (!json) {
+    if (!json || !fits_frame(c, req, len)) {
+        g_free(json);
         cJSON_Delete(ev);
         return;
     }
@@ -277,6 +305,10 @@ cmd_msg(struct client *c, const struct msg_request *req)
     }
     ev = msg_build_message(NULL, to->nick, c->nick, req->text, false,
                            msg_now_ms(), 0);
+    if (!fits_frame(c, req, encoded_len(ev))) {
+        cJSON_Delete(ev);
+        return;
+    }
     if (to != c)
         client_send(to, ev);
     if (req->id)

@@ -45,8 +45,10 @@ static GOptionEntry opt_entries[] = {
      "tcp://[::1]:7710)",
      "URL"},
     {"config", 'c', 0, G_OPTION_ARG_FILENAME, &opt.config,
-     "Read settings from FILE (group [sockchatd], keys as the long options); "
-     "SIGHUP re-reads it",
+     "Read settings from FILE: group [sockchatd], keys listen, name, motd, "
+     "max-clients, max-rooms, room-cap, history, rate, burst, max-queue, "
+     "max-frame, idle-timeout; the command line wins; SIGHUP re-reads motd "
+     "and limits",
      "FILE"},
     {"name", 0, 0, G_OPTION_ARG_STRING, &opt.name,
      "Server name sent in welcome (default: sockchat)", "NAME"},
@@ -161,6 +163,38 @@ key_int(GKeyFile *kf, const char *key, gint64 *out, bool *present,
     return true;
 }
 
+/* A typo in a key must not pass silently as "the default". */
+static bool
+config_keys_known(GKeyFile *kf, const char *path)
+{
+    static const char *const known[] = {
+        "listen",    "name",      "motd",      "max-clients", "max-rooms",
+        "room-cap",  "history",   "rate",      "burst",       "max-queue",
+        "max-frame", "idle-timeout",
+    };
+    char **keys;
+    bool ok = true;
+    size_t i, j;
+
+    if (!g_key_file_has_group(kf, CONFIG_GROUP)) {
+        fprintf(stderr, "sockchatd: %s: no [%s] group\n", path, CONFIG_GROUP);
+        return false;
+    }
+    keys = g_key_file_get_keys(kf, CONFIG_GROUP, NULL, NULL);
+    for (i = 0; keys && keys[i]; i++) {
+        for (j = 0; j < G_N_ELEMENTS(known); j++)
+            if (strcmp(keys[i], known[j]) == 0)
+                break;
+        if (j == G_N_ELEMENTS(known)) {
+            fprintf(stderr, "sockchatd: %s: unknown key '%s'\n", path,
+                    keys[i]);
+            ok = false;
+        }
+    }
+    g_strfreev(keys);
+    return ok;
+}
+
 /* Apply the file's settings to cfg. false with a message on stderr. */
 static bool
 config_load_file(const char *path, struct server_config *cfg)
@@ -178,6 +212,8 @@ config_load_file(const char *path, struct server_config *cfg)
         fprintf(stderr, "sockchatd: %s: %s\n", path, err->message);
         goto out;
     }
+    if (!config_keys_known(kf, path))
+        goto out;
     if (g_key_file_has_key(kf, CONFIG_GROUP, "listen", NULL)) {
         g_strfreev(cfg->listen);
         cfg->listen =
@@ -472,8 +508,10 @@ main(int argc, char **argv)
             log_info("listening on %s", lines[i]);
         g_strfreev(lines);
     }
-    if (opt.port_file && !write_port_file(opt.port_file, eps))
+    if (opt.port_file && !write_port_file(opt.port_file, eps)) {
+        status = 1;
         goto out;
+    }
     while (!rs.stop) {
         int wait = server_tick(rs.srv);
 

@@ -43,6 +43,7 @@ struct server {
     int64_t emfile_logged;
     int64_t next_sweep; /* monotonic ms of the next idle sweep */
     unsigned closing;   /* clients flushing a last word: not counted */
+    bool stopping;      /* server_shutdown(): everyone gets bye, no quits */
 };
 
 static void client_destroy(struct client *c);
@@ -150,13 +151,34 @@ void
 server_reconfigure(struct server *s, const struct server_config *cfg)
 {
     char **listen = s->cfg.listen;
+    char *name = s->cfg.name;
+    size_t max_frame = s->cfg.max_frame;
+    GHashTableIter it;
+    gpointer k, v;
 
-    /* Listeners stay as they are: rebinding is a restart's job. */
+    /* Listeners, the name and max-frame stay as they are: rebinding is a
+     * restart's job, and every connection's input buffer and its peer's
+     * idea of the frame limit were sized by max-frame at welcome. */
     s->cfg.listen = NULL;
+    s->cfg.name = NULL;
     config_clear(&s->cfg);
     config_copy(&s->cfg, cfg);
     g_strfreev(s->cfg.listen);
+    g_free(s->cfg.name);
     s->cfg.listen = listen;
+    s->cfg.name = name;
+    s->cfg.max_frame = max_frame;
+    if (s->cfg.max_queue < max_frame + FRAME_HDR)
+        s->cfg.max_queue = max_frame + FRAME_HDR;
+    /* A queue already longer than a lowered cap drains before new frames
+     * fit; it is never cut. */
+    g_hash_table_iter_init(&it, s->clients);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        struct client *c = k;
+
+        if (!c->closing)
+            c->out.cap = MAX(s->cfg.max_queue, buf_len(&c->out));
+    }
     rooms_set_limits(s->rooms, cfg->room_cap, cfg->history);
     log_info("configuration reloaded: motd, limits and rates now apply");
 }
@@ -260,25 +282,28 @@ server_flush_pending(struct server *s)
     g_ptr_array_set_size(s->pending, 0);
 }
 
-static bool
+/* CHAT_OK, CHAT_EFULL (the queue is full) or CHAT_ETOOBIG (over
+ * max_frame: the builders keep replies under it, so this is a bug, and the
+ * frame is dropped rather than the client). */
+static int
 client_queue(struct client *c, const char *json, size_t len, bool force)
 {
     bool was_empty = buf_len(&c->out) == 0;
     int rc;
 
     if (len > c->srv->cfg.max_frame) {
-        log_warn("conn %u: dropping an outgoing frame of %zu bytes", c->id,
-                 len);
-        return false;
+        log_warn("conn %u: not sending a frame of %zu bytes (max-frame %zu)",
+                 c->id, len, c->srv->cfg.max_frame);
+        return CHAT_ETOOBIG;
     }
     if (force)
         c->out.cap = c->srv->cfg.max_queue + QUEUE_RESERVE + len + FRAME_HDR;
     rc = frame_encode(&c->out, c->srv->cfg.max_frame, json, len);
     if (rc != CHAT_OK)
-        return false;
+        return rc;
     if (was_empty)
         client_mark_pending(c);
-    return true;
+    return CHAT_OK;
 }
 
 bool
@@ -288,10 +313,15 @@ client_send_raw(struct client *c, const char *json, size_t len)
     char *e;
     size_t elen;
 
+    int rc;
+
     if (c->closing)
         return false;
-    if (client_queue(c, json, len, false))
+    rc = client_queue(c, json, len, false);
+    if (rc == CHAT_OK)
         return true;
+    if (rc == CHAT_ETOOBIG)
+        return false;
     /* The queue is full: this client does not read. Tell it (best effort:
      * the error waits behind what is queued) and let it go, so that nobody
      * else waits for it. */
@@ -402,7 +432,8 @@ client_close(struct client *c, const char *reason)
         guint i;
 
         c->closing = true; /* nothing more is queued for c itself */
-        server_send_peers(s, c, q, false);
+        if (!s->stopping) /* at shutdown, everyone's last word is bye */
+            server_send_peers(s, c, q, false);
         cJSON_Delete(q);
         for (i = 0; i < c->rooms->len; i++)
             room_remove_member(s->rooms, g_ptr_array_index(c->rooms, i), c);
@@ -491,9 +522,10 @@ client_read(struct client *c)
     ssize_t n;
 
     if (c->shut) {
-        /* Draining after our FIN: discard until the peer closes. */
+        /* Draining after our FIN: discard until the peer closes (or the
+         * close deadline passes). */
         n = transport_recv(c->t, scratch, sizeof(scratch));
-        if (n == CHAT_EAGAIN)
+        if (n > 0 || n == CHAT_EAGAIN)
             return true;
         client_destroy(c);
         return false;
@@ -825,6 +857,7 @@ server_shutdown(struct server *s, int deadline_ms)
 
     log_info("shutting down: saying bye to %u clients",
              g_hash_table_size(s->clients));
+    s->stopping = true;
     for (i = 0; i < all->len; i++) {
         struct client *c = g_ptr_array_index(all, i);
 

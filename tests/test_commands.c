@@ -496,7 +496,7 @@ join_with_long_id(struct client *c)
     int k;
 
     for (k = 0; k < MSG_ID_STR_MAX; k++)
-        g_string_append(req, "\\u0001");
+        g_string_append(req, "\\\"");
     g_string_append(req, "\"}");
     g_ptr_array_set_size(sent, 0);
     commands_dispatch(c, (const uint8_t *)req->str, req->len);
@@ -508,7 +508,7 @@ join_with_long_id(struct client *c)
 
 /* The room reply carries the request's id, so the id counts against
  * max_frame: in a room whose history fills the frame, a 64-byte id of
- * control characters (384 bytes encoded) must not push it over. */
+ * quotes (128 bytes encoded) must not push it over. */
 static void
 test_commands_join_reply_with_id_fits_max_frame(void **state)
 {
