@@ -227,7 +227,8 @@ hex_val(uint8_t c)
 /*
  * Scan the raw bytes of a payload cJSON has accepted. Outside strings, a byte
  * below 0x20 other than JSON whitespace makes it invalid (cJSON skips any
- * such byte as if it were a space): returns false. Inside strings, escapes
+ * such byte as if it were a space), and inside strings any byte below 0x20
+ * does (it must be escaped): returns false. Inside strings, escapes
  * are stepped over whole, so "\\u0000" (a backslash, then "u0000") is not
  * taken for a \u0000 escape; *nul is set when a real one is seen.
  */
@@ -244,6 +245,10 @@ scan_raw(const uint8_t *p, size_t n, bool *nul)
         if (p[i] == '"') {
             i++;
             while (i < n && p[i] != '"') {
+                /* RFC 8259: control characters in a string must be
+                 * escaped; cJSON lets raw ones through. */
+                if (p[i] < 0x20)
+                    return false;
                 if (p[i] != '\\') {
                     i++;
                     continue;
