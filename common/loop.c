@@ -16,6 +16,7 @@ struct loop {
 
 static const struct loop_ops *const loop_backends[] = {
     &loop_select_ops,
+    &loop_poll_ops,
 #ifdef HAVE_EPOLL_CREATE1
     &loop_epoll_ops,
 #endif

@@ -1,6 +1,6 @@
 /* loop.h - the readiness loop: which descriptors can be read or written.
  *
- * One backend per file (loop_select.c; loop_epoll.c later), each a const
+ * One backend per file (loop_select.c, loop_poll.c, loop_epoll.c), each a const
  * loop_ops table in loop_int.h, chosen at run time by name. The loop only
  * reports readiness; callers do the I/O.
  */
@@ -20,7 +20,8 @@ enum loop_event {
 typedef void (*loop_cb_fn)(struct loop *l, int fd, unsigned events, void *arg);
 
 /*
- * A loop using backend name ("select"; NULL for the default). Unknown or
+ * A loop using backend name ("select", "poll", "epoll"; NULL for the
+ * default, select). Unknown or
  * unavailable backends fall back to select and set *fell_back.
  * CHAT_OK and *out, or CHAT_ESYS.
  */

@@ -25,7 +25,7 @@ struct loop_ops {
     void (*free)(void *state);
 };
 
-extern const struct loop_ops loop_select_ops;
+extern const struct loop_ops loop_select_ops, loop_poll_ops;
 #ifdef HAVE_EPOLL_CREATE1
 extern const struct loop_ops loop_epoll_ops;
 #endif

@@ -81,7 +81,7 @@ static GOptionEntry opt_entries[] = {
      "again; 0 never (default: 60)",
      "SECONDS"},
     {"io", 0, 0, G_OPTION_ARG_STRING, &opt.io,
-     "Readiness loop backend: select (default) or epoll", "BACKEND"},
+     "Readiness loop backend: select (default), poll or epoll", "BACKEND"},
     {"port-file", 0, 0, G_OPTION_ARG_FILENAME, &opt.port_file,
      "Once listening, write each bound endpoint URL to FILE (for port 0)",
      "FILE"},

@@ -1,16 +1,8 @@
 #!/bin/sh
-# it_tcp6.sh - the black-box suites (it_proto, it_badinput) against a real
-# sockchatd listening on TCP [::1] with port 0; skipped (77) when ::1 is not configured.
-#
-# make check runs this from the build tree with SOCKCHATD set (absolute).
-# By hand: tests/it_tcp6.sh from the build tree, or set SOCKCHATD.
-set -u
-
-me=it_tcp6
-IT_LISTEN=tcp://[::1]:0
-export IT_LISTEN
-
-here=$(cd "$(dirname "$0")" && pwd)
+# it_tcp6.sh - the suites over TCP on [::1] (port 0); skipped (77) when ::1
+# is not configured.
+me=it_tcp6 IT_LISTEN='tcp://[::1]:0' IT_SERVER_ARGS="${IT_SERVER_ARGS:-}"
+export me IT_LISTEN IT_SERVER_ARGS
 
 # ::1 must exist on this host; a kernel without IPv6, or with IPv6 disabled
 # on lo, is a reason to skip, not to fail.
@@ -27,42 +19,4 @@ if ! grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6; then
     exit 77
 fi
 
-# The test binaries: next to the build tree's server, next to this script,
-# or under the current directory.
-find_bin() {
-    for d in ${abs_top_builddir:+"$abs_top_builddir/tests"} \
-        ${SOCKCHATD:+"$(dirname "$(dirname "$SOCKCHATD")")/tests"} \
-        "$here" "$PWD/tests"; do
-        if [ -x "$d/$1" ]; then
-            echo "$d/$1"
-            return 0
-        fi
-    done
-    return 1
-}
-
-if [ -z "${SOCKCHATD:-}" ]; then
-    for c in ${abs_top_builddir:+"$abs_top_builddir/server/sockchatd"} \
-        "$here/../server/sockchatd" "$PWD/server/sockchatd"; do
-        if [ -x "$c" ]; then
-            SOCKCHATD=$(cd "$(dirname "$c")" && pwd)/sockchatd
-            break
-        fi
-    done
-fi
-if [ -z "${SOCKCHATD:-}" ] || [ ! -x "$SOCKCHATD" ]; then
-    echo "$me: sockchatd not found (set SOCKCHATD to its absolute path)" >&2
-    exit 99
-fi
-export SOCKCHATD
-
-rc=0
-for t in it_proto it_badinput; do
-    bin=$(find_bin "$t") || {
-        echo "$me: $t is not built" >&2
-        exit 99
-    }
-    echo "== $me: $t, IT_LISTEN=$IT_LISTEN, SOCKCHATD=$SOCKCHATD"
-    "$bin" || rc=1
-done
-exit $rc
+exec sh "$(dirname "$0")/it_run.sh"

@@ -60,6 +60,7 @@ struct it_conn {
 static double scale = 1.0;
 static char *sockchatd;
 static char **wrapper;           /* NULL or the words of SOCKCHATD_WRAPPER */
+static char **server_args;       /* NULL or the words of IT_SERVER_ARGS */
 static char *listen_url;
 static GHashTable *conns;        /* fd -> struct it_conn * */
 static GPtrArray *servers;       /* struct it_server * still running */
@@ -118,6 +119,17 @@ it_init(void)
                 gerr->message);
             g_clear_error(&gerr);
             wrapper = NULL;
+        }
+    }
+    /* Options every server of the run gets, e.g. "--io epoll": the suites
+     * run once per loop backend with nothing else changed. */
+    v = getenv("IT_SERVER_ARGS");
+    if (v != NULL && *v != '\0') {
+        if (!g_shell_parse_argv(v, NULL, &server_args, &gerr)) {
+            fprintf(stderr, "it: cannot parse IT_SERVER_ARGS: %s\n",
+                gerr->message);
+            g_clear_error(&gerr);
+            server_args = NULL;
         }
     }
     v = getenv("IT_LISTEN");
@@ -1440,6 +1452,8 @@ it_server_startv(const char *const *extra)
     g_ptr_array_add(argv, g_strdup(lurl));
     g_ptr_array_add(argv, g_strdup("--port-file"));
     g_ptr_array_add(argv, g_strdup(portfile));
+    for (i = 0; server_args != NULL && server_args[i] != NULL; i++)
+        g_ptr_array_add(argv, g_strdup(server_args[i]));
     for (i = 0; extra != NULL && extra[i] != NULL; i++)
         g_ptr_array_add(argv, subst_dir(extra[i], s->dir));
     g_ptr_array_add(argv, NULL);
