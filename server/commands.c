@@ -255,38 +255,46 @@ static void
 cmd_say(struct client *c, const struct msg_request *req)
 {
     struct room *r = room_of_member(c, req);
-    cJSON *ev;
-    size_t len;
-    char *json;
+    cJSON *ev, *mine = NULL;
+    size_t len = 0, mine_len = 0;
+    char *json = NULL, *mine_json = NULL;
+    GPtrArray *members;
     guint i;
 
     if (!r)
         return;
+    /* The seq is taken only once the event is known to go out, so that a
+     * refused message leaves no gap that reads as a lost one. */
     ev = msg_build_message(r->name, NULL, c->nick, req->text, req->action,
-                           msg_now_ms(), room_next_seq(r));
+                           msg_now_ms(), r->seq + 1);
     json = msg_encode(ev, &len);
-    if (!json || !fits_frame(c, req, len)) {
-        g_free(json);
-        cJSON_Delete(ev);
-        return;
+    /* One encoding for everyone; the sender's copy carries its id, and
+     * both must fit max_frame. */
+    if (json && req->id) {
+        mine = cJSON_Duplicate(ev, 1);
+        msg_add_id(mine, req->id);
+        mine_json = msg_encode(mine, &mine_len);
     }
-    /* One encoding for everyone; the sender's copy carries its id. */
-    GPtrArray *members = g_ptr_array_copy(r->members, NULL, NULL);
+    if (!json || (req->id && !mine_json) ||
+        !fits_frame(c, req, MAX(len, mine_len)))
+        goto out;
+    room_next_seq(r);
+    members = g_ptr_array_copy(r->members, NULL, NULL);
     for (i = 0; i < members->len; i++) {
         struct client *m = g_ptr_array_index(members, i);
 
-        if (m == c && req->id) {
-            cJSON *mine = cJSON_Duplicate(ev, 1);
-
-            msg_add_id(mine, req->id);
-            client_send(c, mine);
-            cJSON_Delete(mine);
-        } else {
+        if (m == c && mine_json)
+            client_send_raw(c, mine_json, mine_len);
+        else
             client_send_raw(m, json, len);
-        }
     }
     g_ptr_array_unref(members);
     room_push_history_take(server_rooms(c->srv), r, json);
+    json = NULL;
+out:
+    g_free(json);
+    g_free(mine_json);
+    cJSON_Delete(mine);
     cJSON_Delete(ev);
 }
 
@@ -294,7 +302,7 @@ static void
 cmd_msg(struct client *c, const struct msg_request *req)
 {
     struct client *to = server_find_nick(c->srv, req->to);
-    cJSON *ev;
+    cJSON *ev, *mine;
 
     if (!to) {
         char text[96];
@@ -305,15 +313,15 @@ cmd_msg(struct client *c, const struct msg_request *req)
     }
     ev = msg_build_message(NULL, to->nick, c->nick, req->text, false,
                            msg_now_ms(), 0);
-    if (!fits_frame(c, req, encoded_len(ev))) {
-        cJSON_Delete(ev);
-        return;
+    /* The sender's echo carries the id: it is the larger of the two. */
+    mine = cJSON_Duplicate(ev, 1);
+    msg_add_id(mine, req->id);
+    if (fits_frame(c, req, encoded_len(mine))) {
+        if (to != c)
+            client_send(to, ev);
+        client_send(c, mine);
     }
-    if (to != c)
-        client_send(to, ev);
-    if (req->id)
-        msg_add_id(ev, req->id);
-    client_send(c, ev);
+    cJSON_Delete(mine);
     cJSON_Delete(ev);
 }
 

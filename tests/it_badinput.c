@@ -55,6 +55,7 @@ struct bad_case {
     unsigned flags;
     const char *req;    /* the request type, checked against error.request */
     int id;             /* non-zero: the error must carry this id */
+    bool no_id;         /* the id itself is bad: the error must carry none */
 };
 
 #define B(s) .bytes = (s), .len = sizeof(s) - 1
@@ -313,6 +314,36 @@ static const struct bad_case cases[] = {
     { "id_string_65_bytes", ACT_FRAME,
       B("{\"type\":\"list\",\"id\":\"@X65@\"}"), .code = "bad_field",
       .survives = true },
+    /* a string id is echoed back: no control characters (tab is text) */
+    { "id_string_control_u0001", ACT_FRAME,
+      B("{\"type\":\"list\",\"id\":\"a\\u0001\"}"), .code = "bad_field",
+      .survives = true, .no_id = true },
+    { "id_string_del_escaped", ACT_FRAME,
+      B("{\"type\":\"list\",\"id\":\"\\u007f\"}"), .code = "bad_field",
+      .survives = true, .no_id = true },
+    { "id_string_c1_u0085_raw", ACT_FRAME,
+      B("{\"type\":\"list\",\"id\":\"a\xc2\x85\"}"), .code = "bad_field",
+      .survives = true, .no_id = true },
+    { "id_string_tab_ok", ACT_FRAME,
+      B("{\"type\":\"list\",\"id\":\"a\\tb\"}"), .reply = "rooms",
+      .survives = true },
+
+    /* ---- ping token (§3, §4.1): echoed back, so the text rule applies */
+    { "ping_token_control_u0001", ACT_FRAME,
+      B("{\"type\":\"ping\",\"token\":\"a\\u0001\",\"id\":7}"),
+      .code = "bad_field", .survives = true, .req = "ping", .id = 7 },
+    { "ping_token_del_raw", ACT_FRAME,
+      B("{\"type\":\"ping\",\"token\":\"a\x7f\"}"), .code = "bad_field",
+      .survives = true },
+    { "ping_token_c1_u0085_escaped", ACT_FRAME,
+      B("{\"type\":\"ping\",\"token\":\"\\u0085\",\"id\":7}"),
+      .code = "bad_field", .survives = true, .id = 7 },
+    { "ping_token_control_before_hello", ACT_FRAME,
+      B("{\"type\":\"ping\",\"token\":\"\\u007f\"}"), .code = "bad_field",
+      .survives = true, .flags = F_PRE },
+    { "ping_token_tab_ok", ACT_FRAME,
+      B("{\"type\":\"ping\",\"token\":\"a\\tb\"}"), .reply = "pong",
+      .survives = true },
 
     /* ---- load (§4.1, SERVER-CLI) */
     { "flood_rate_limited", ACT_FLOOD, B("{\"type\":\"list\"}"),
@@ -431,6 +462,8 @@ check_error(const struct bad_case *c, const cJSON *e)
 {
     if (c->id != 0 && it_int(e, "id") != c->id)
         fail_msg("error does not carry id %d: %s", c->id, it_json(e));
+    if (c->no_id && it_has(e, "id"))
+        fail_msg("error echoes the refused id: %s", it_json(e));
     if (c->req != NULL && it_has(e, "request") &&
         strcmp(it_str(e, "request"), c->req) != 0)
         fail_msg("error names request \"%s\", expected \"%s\"",

@@ -8,6 +8,8 @@
  */
 #include "itlib.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/select.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -1314,39 +1317,38 @@ test_proto_slow_consumer(void **state)
 static void
 test_proto_sigterm_bye(void **state)
 {
+    enum { N = 4 };
     struct it_server *s = start_or_fail(NULL);
     const char *room = it_uniq("#term");
-    int fds[3], d, i, st;
+    int fds[N], d, i, k, st;
     int64_t t0;
 
     (void)state;
-    for (i = 0; i < 3; i++)
+    /* everyone in one room: each would see the others go as quit events */
+    for (i = 0; i < N; i++) {
         fds[i] = it_register(s, it_uniq("tm"));
-    it_join(fds[0], room);
-    it_join(fds[1], room);
-    it_expect_joined(fds[0], room, it_nick(fds[1]));
+        it_join(fds[i], room);
+        for (k = 0; k < i; k++)
+            it_expect_joined(fds[k], room, it_nick(fds[i]));
+    }
     d = it_connect(s);                  /* never says hello */
     assert_true(d >= 0);
     it_pump(50);
     t0 = it_now_ms();
     assert_int_equal(it_server_kill(s, SIGTERM), 0);
-    for (i = 0; i < 3; i++) {
-        const cJSON *m = NULL;
-        int k;
+    for (i = 0; i < N; i++) {
+        enum it_rx why;
+        cJSON *x = it_recv_msg(fds[i], it_ms(1000), &why);
+        const cJSON *m;
 
-        /* co-members' departures may show up first, as quit events */
-        for (k = 0; k < 3; k++) {
-            enum it_rx why;
-            cJSON *x = it_recv_msg(fds[i], it_ms(1000), &why);
-
-            if (x == NULL)
-                fail_msg("client %d: expected bye, got %s", i,
-                    it_rx_name(why));
-            m = it_keep(x);
-            if (strcmp(it_str(m, "type"), "quit") != 0)
-                break;
-        }
-        assert_string_equal(it_str(m, "type"), "bye");
+        if (x == NULL)
+            fail_msg("client %d: expected bye, got %s", i, it_rx_name(why));
+        m = it_keep(x);
+        /* bye is everyone's first and last word: no quit about co-members
+         * before it (nor after it: the close must follow) */
+        if (strcmp(it_str(m, "type"), "bye") != 0)
+            fail_msg("client %d of %d: first message after SIGTERM is %s, "
+                "expected bye", i, N, it_json(m));
         assert_string_equal(it_str(m, "reason"), "server shutting down");
         it_expect_closed(fds[i]);
     }
@@ -1549,6 +1551,381 @@ test_proto_fd_setsize_server_full(void **state)
     (void)setrlimit(RLIMIT_NOFILE, &old);
 }
 
+/* ------------------------------------------------------ regressions */
+
+/*
+ * A `say` request of exactly `total` bytes whose text is all 'x' (id "big"):
+ * the server's message event for it is longer than the request (its fixed
+ * fields, the sender's nick and ts), so a request just under max-frame makes
+ * an event over it.
+ */
+static void
+send_say_of_size(int fd, const char *room, size_t total)
+{
+    char *empty = g_strdup_printf("{\"type\":\"say\",\"room\":\"%s\","
+        "\"text\":\"\",\"id\":\"big\"}", room);
+    size_t n = strlen(empty);
+    const char *text;
+
+    g_free(empty);
+    assert_true(total > n);
+    text = it_own(g_strnfill(total - n, 'x'));
+    assert_int_equal(it_send_json(fd, "{\"type\":\"say\",\"room\":\"%s\","
+        "\"text\":\"%s\",\"id\":\"big\"}", room, text), 0);
+}
+
+/* As send_say_of_size() for a private `msg` to `to` with id 5. */
+static void
+send_msg_of_size(int fd, const char *to, size_t total)
+{
+    char *empty = g_strdup_printf("{\"type\":\"msg\",\"to\":\"%s\","
+        "\"text\":\"\",\"id\":5}", to);
+    size_t n = strlen(empty);
+    const char *text;
+
+    g_free(empty);
+    assert_true(total > n);
+    text = it_own(g_strnfill(total - n, 'x'));
+    assert_int_equal(it_send_json(fd, "{\"type\":\"msg\",\"to\":\"%s\","
+        "\"text\":\"%s\",\"id\":5}", to, text), 0);
+}
+
+/*
+ * With --max-frame 1024, a say or msg whose event would not fit a frame is
+ * the sender's text_too_long (it used to be taken for a full queue and drop
+ * every member of the room as a slow consumer), and welcome.limits.max_text
+ * is min(4096, (max_frame - 256) / 2).
+ */
+static void
+test_proto_event_over_max_frame_is_text_too_long(void **state)
+{
+    struct it_server *s = start_or_fail("--max-frame 1024 --rate 0");
+    const char *room = it_uniq("#mf");
+    const char *q384 = it_own(g_strnfill(384, 'q'));
+    GString *quotes = it_defer(free_gstring, g_string_new(NULL));
+    const cJSON *w, *e, *m;
+    int a, o, p, i;
+
+    (void)state;
+    /* a long sender nick: it is in the event, not in the request */
+    a = it_register_welcome(s, it_uniq("sender_with_long_n"), &w);
+    assert_int_equal(it_int(limits_of(w), "max_frame"), 1024);
+    assert_int_equal(it_int(limits_of(w), "max_text"), 384);
+    o = it_register(s, it_uniq("mo"));
+    p = it_register(s, it_uniq("mp"));
+    it_join(a, room);
+    it_join(o, room);
+    it_expect_joined(a, room, it_nick(o));
+    it_join(p, room);
+    it_expect_joined(a, room, it_nick(p));
+    it_expect_joined(o, room, it_nick(p));
+
+    /* a request of 1010 bytes (it fits), text ~950 bytes (under 4096) */
+    send_say_of_size(a, room, 1010);
+    e = it_expect_error(a, "text_too_long");
+    assert_string_equal(it_str(e, "id"), "big");
+    assert_string_equal(it_str(e, "request"), "say");
+    /* nobody was dropped, nobody heard anything */
+    it_expect_silence(o, 200);
+    it_expect_silence(p, 10);
+    it_ping(a);
+    it_ping(o);
+    it_ping(p);
+    /* the room still works, and the refused say took no seq: a gap
+     * would read as a lost message */
+    it_say(a, room, "after the big one");
+    m = expect_message(o, room, it_nick(a), "after the big one");
+    assert_int_equal(it_int(m, "seq"), 1);
+    expect_message(p, room, it_nick(a), "after the big one");
+
+    /* an event that fits for the others but not with the sender's long id
+     * added: the sender hears text_too_long, nobody gets anything */
+    {
+        char *enc = cJSON_PrintUnformatted(m);
+        size_t base = strlen(enc) - strlen("after the big one");
+        /* 100 bytes to spare without the id, 136 more with it; the
+         * request itself (no nick, ts or seq) stays under the frame */
+        size_t k = 1024 - base - 100;
+        GString *id = it_defer(free_gstring, g_string_new(NULL));
+        const char *text = it_own(g_strnfill(k, 'x'));
+
+        cJSON_free(enc);
+        for (i = 0; i < 64; i++)
+            g_string_append(id, "\\\"");
+        if (strlen(room) + k + id->len + 40 > 1024)
+            fail_msg("test setup: the request would not fit the frame");
+        assert_int_equal(it_send_json(a, "{\"type\":\"say\",\"room\":\"%s\","
+            "\"text\":\"%s\",\"id\":\"%s\"}", room, text, id->str), 0);
+        e = it_expect_error(a, "text_too_long");
+        assert_int_equal((int)strlen(it_str(e, "id")), 64);
+        it_expect_silence(o, 200);
+        it_expect_silence(p, 10);
+        it_say(a, room, "still numbered");
+        m = expect_message(o, room, it_nick(a), "still numbered");
+        assert_int_equal(it_int(m, "seq"), 2);
+        expect_message(p, room, it_nick(a), "still numbered");
+    }
+
+    /* max_text is what surely fits, even when every byte is escaped */
+    for (i = 0; i < 384; i++)
+        g_string_append(quotes, "\\\"");
+    assert_int_equal(it_send_json(a, "{\"type\":\"say\",\"room\":\"%s\","
+        "\"text\":\"%s\",\"id\":1}", room, quotes->str), 0);
+    m = it_expect_type(a, "message");
+    assert_int_equal(it_int(m, "id"), 1);
+    assert_int_equal((int)strlen(it_str(m, "text")), 384);
+    m = it_expect_type(o, "message");
+    assert_int_equal((int)strlen(it_str(m, "text")), 384);
+    assert_true(strspn(it_str(m, "text"), "\"") == 384);
+    it_expect_type(p, "message");
+    it_say(a, room, q384);
+    expect_message(o, room, it_nick(a), q384);
+    expect_message(p, room, it_nick(a), q384);
+
+    /* the same for a private message over the frame */
+    send_msg_of_size(a, it_nick(o), 1010);
+    e = it_expect_error(a, "text_too_long");
+    assert_int_equal(it_int(e, "id"), 5);
+    assert_string_equal(it_str(e, "request"), "msg");
+    it_expect_silence(o, 200);
+    it_expect_silence(p, 10);
+    it_ping(a);
+    it_ping(o);
+    assert_int_equal(it_send_json(a, "{\"type\":\"msg\",\"to\":\"%s\","
+        "\"text\":\"small\"}", it_nick(o)), 0);
+    assert_string_equal(it_str(it_expect_type(a, "message"), "text"),
+        "small");
+    assert_string_equal(it_str(it_expect_type(o, "message"), "text"),
+        "small");
+    it_say(o, room, "observer still here");
+    expect_message(a, room, it_nick(o), "observer still here");
+    expect_message(p, room, it_nick(o), "observer still here");
+    stop_ok(s);
+}
+
+/*
+ * After a fatal error the server shuts its side and drains the client's
+ * input until EOF: junk that follows the bad frame in the same write must not
+ * turn the close into a reset (which could destroy the error). The client
+ * reads the whole error, then EOF, and can still write for a while.
+ */
+static void
+test_proto_fatal_error_drains_input(void **state)
+{
+    enum { JUNK = 65536 };
+    const char *room = it_uniq("#drain");
+    guint8 *buf = it_defer(g_free, g_malloc(4 + JUNK));
+    const char *bn;
+    enum it_rx why;
+    cJSON *x;
+    int o, b, i;
+
+    (void)state;
+    o = it_register(shared, it_uniq("dro"));
+    it_join(o, room);
+    b = it_register(shared, it_uniq("drb"));
+    bn = it_own(g_strdup(it_nick(b)));
+    it_join(b, room);
+    it_expect_joined(o, room, bn);
+
+    /* a zero-length frame, then 64 KiB of junk, in one write */
+    memset(buf, 0, 4);
+    for (i = 0; i < JUNK; i++)
+        buf[4 + i] = (guint8)('a' + i % 26);
+    if (it_send_raw(b, buf, 4 + JUNK) != 0)
+        fail_msg("sending the bad frame and junk: %s (the server must read "
+            "until EOF after its error)", g_strerror(errno));
+    it_expect_error(b, "bad_frame");
+    x = it_recv_msg(b, it_ms(5000), &why);
+    if (x != NULL)
+        fail_msg("after bad_frame: %s", it_json(it_keep(x)));
+    if (why != IT_RX_CLOSED)
+        fail_msg("after bad_frame: %s, expected EOF", it_rx_name(why));
+    /* more junk after our EOF still goes into the drain, not into a reset
+     * (a server that closed on the first chunk resets on the second, and
+     * the third send fails); well inside the server's close deadline */
+    for (i = 0; i < 3; i++) {
+        if (it_send_raw(b, buf + 4, 1024) != 0)
+            fail_msg("junk %d after the error: %s", i, g_strerror(errno));
+        it_pump(30);
+    }
+    it_close(b);
+    expect_quit(o, bn, "protocol error");
+    it_expect_silence(o, 100);
+    it_ping(o);
+}
+
+/*
+ * Runs sockchatd (behind $SOCKCHATD_WRAPPER, like the harness) with args,
+ * expecting it to exit by itself within 10 s (scaled). Returns its exit code,
+ * 128 + signal if a signal ended it, or -1 if it was still running (it is
+ * killed). *err gets what it wrote to stderr.
+ */
+static int
+run_to_exit(const char *const *args, const char **err)
+{
+    const char *bin = getenv("SOCKCHATD"), *wrap = getenv("SOCKCHATD_WRAPPER");
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+    GString *text = g_string_new(NULL);
+    GError *gerr = NULL;
+    char **words = NULL;
+    GPid pid;
+    int errfd = -1, status = 0, rc;
+    bool exited = false, eof = false;
+    int64_t deadline;
+    size_t i;
+
+    it_defer((GDestroyNotify)g_ptr_array_unref, argv);
+    it_defer(free_gstring, text);
+    if (bin == NULL || bin[0] != '/')
+        fail_msg("SOCKCHATD must be the absolute path of sockchatd");
+    if (wrap != NULL && *wrap != '\0' &&
+        !g_shell_parse_argv(wrap, NULL, &words, &gerr)) {
+        const char *why = it_own(g_strdup(gerr->message));
+
+        g_clear_error(&gerr);
+        fail_msg("SOCKCHATD_WRAPPER: %s", why);
+    }
+    for (i = 0; words != NULL && words[i] != NULL; i++)
+        g_ptr_array_add(argv, g_strdup(words[i]));
+    g_strfreev(words);
+    g_ptr_array_add(argv, g_strdup(bin));
+    for (i = 0; args[i] != NULL; i++)
+        g_ptr_array_add(argv, g_strdup(args[i]));
+    g_ptr_array_add(argv, NULL);
+    if (!g_spawn_async_with_pipes(NULL, (char **)argv->pdata, NULL,
+        G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_SEARCH_PATH |
+        G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &pid, NULL, NULL, &errfd,
+        &gerr)) {
+        const char *why = it_own(g_strdup(gerr->message));
+
+        g_clear_error(&gerr);
+        fail_msg("cannot run sockchatd: %s", why);
+    }
+    deadline = it_now_ms() + it_ms(10000);
+    while (!(exited && eof) && it_now_ms() < deadline) {
+        struct pollfd pfd = { .fd = errfd, .events = POLLIN };
+
+        if (!eof && poll(&pfd, 1, 20) > 0) {
+            char b[512];
+            ssize_t n = read(errfd, b, sizeof(b));
+
+            if (n > 0)
+                g_string_append_len(text, b, n);
+            else if (n == 0 || errno != EINTR)
+                eof = true;
+        } else if (eof) {
+            g_usleep(10000);
+        }
+        if (!exited && waitpid(pid, &status, WNOHANG) == pid)
+            exited = true;
+    }
+    if (!exited) {
+        kill(pid, SIGKILL);
+        (void)waitpid(pid, &status, 0);
+        rc = -1;
+    } else if (WIFEXITED(status)) {
+        rc = WEXITSTATUS(status);
+    } else {
+        rc = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+    }
+    close(errfd);
+    g_spawn_close_pid(pid);
+    *err = it_own(g_strdup(text->str));
+    return rc;
+}
+
+/* The config file in a fresh private directory (removed at cleanup). */
+static const char *
+conf_file(const char *text)
+{
+    char *dir = g_dir_make_tmp("sockchat-it-conf-XXXXXX", NULL);
+    const char *conf;
+
+    assert_non_null(dir);
+    it_defer(remove_conf_dir, dir);     /* after the server has stopped */
+    conf = it_own(g_build_filename(dir, "sockchatd.conf", NULL));
+    assert_true(write_file(conf, text));
+    return conf;
+}
+
+/* sockchatd --config (text) must exit 1 naming `what` on stderr. */
+static void
+expect_config_refused(const char *text, const char *what)
+{
+    const char *conf = conf_file(text);
+    const char *args[] = { "--listen", "tcp://127.0.0.1:0", "--config", conf,
+        NULL };
+    const char *err;
+    int st = run_to_exit(args, &err);
+
+    if (st != 1)
+        fail_msg("config \"%s\": sockchatd %s %d, expected exit 1; "
+            "stderr: %s", text, st < 0 ? "still running," : "exited", st,
+            err);
+    if (strstr(err, what) == NULL)
+        fail_msg("config \"%s\": stderr does not name %s: %s", text, what,
+            err);
+}
+
+/*
+ * An unknown key (a typo) or a file without the [sockchatd] group is an
+ * error (exit 1, named on stderr): it used to pass silently as "the
+ * defaults". A file with every documented key works.
+ */
+static void
+test_proto_config_unknown_key_or_group(void **state)
+{
+    struct it_server *s;
+    const cJSON *w, *l;
+    const char *conf;
+
+    (void)state;
+    expect_config_refused("[sockchatd]\nmotd=typo below\nmax_clients=5\n",
+        "max_clients");
+    expect_config_refused("[sockchatd]\nmax-clients=5\nMotd=case\n", "Motd");
+    expect_config_refused("[server]\nmotd=wrong group\n", "[sockchatd]");
+    expect_config_refused("# nothing but a comment\n", "[sockchatd]");
+
+    conf = conf_file("[sockchatd]\nname=cfgname\nmotd=from the file\n"
+        "max-clients=50\nmax-rooms=7\nroom-cap=100\nhistory=10\nrate=5\n"
+        "burst=9\nmax-queue=262144\nmax-frame=8192\nidle-timeout=60\n");
+    s = start_or_fail(it_own(g_strdup_printf("--config %s", conf)));
+    (void)it_register_welcome(s, it_uniq("cf"), &w);
+    assert_string_equal(it_str(w, "server"), "cfgname");
+    assert_string_equal(it_str(w, "motd"), "from the file");
+    l = limits_of(w);
+    assert_int_equal(it_int(l, "max_frame"), 8192);
+    assert_int_equal(it_int(l, "max_text"), (8192 - 256) / 2);
+    assert_int_equal(it_int(l, "max_rooms"), 7);
+    assert_int_equal(it_int(l, "max_queue"), 262144);
+    assert_int_equal(it_int(it_get(l, "rate"), "per_sec"), 5);
+    assert_int_equal(it_int(it_get(l, "rate"), "burst"), 9);
+    stop_ok(s);
+}
+
+/* A --port-file that cannot be written is exit 1 (2 means cannot listen). */
+static void
+test_proto_port_file_unwritable_exits_1(void **state)
+{
+    const char *conf = conf_file("[sockchatd]\n");
+    const char *pf = it_own(g_build_filename(conf, "no-such-dir", "port",
+        NULL));
+    const char *args[] = { "--listen", "tcp://127.0.0.1:0", "--port-file", pf,
+        NULL };
+    const char *err;
+    int st;
+
+    (void)state;
+    /* under the config file, which is not a directory: never writable */
+    st = run_to_exit(args, &err);
+    if (st != 1)
+        fail_msg("--port-file %s: sockchatd %s %d, expected exit 1; "
+            "stderr: %s", pf, st < 0 ? "still running," : "exited", st, err);
+    if (strstr(err, pf) == NULL)
+        fail_msg("stderr does not name %s: %s", pf, err);
+}
+
 static void
 test_proto_shared_server_exits_cleanly(void **state)
 {
@@ -1598,6 +1975,14 @@ main(void)
         cmocka_unit_test_teardown(test_proto_sigterm_bye, cleanup),
         cmocka_unit_test_teardown(test_proto_sighup_reloads_motd, cleanup),
         cmocka_unit_test_teardown(test_proto_fd_setsize_server_full, cleanup),
+        cmocka_unit_test_teardown(
+            test_proto_event_over_max_frame_is_text_too_long, cleanup),
+        cmocka_unit_test_teardown(test_proto_fatal_error_drains_input,
+            cleanup),
+        cmocka_unit_test_teardown(test_proto_config_unknown_key_or_group,
+            cleanup),
+        cmocka_unit_test_teardown(test_proto_port_file_unwritable_exits_1,
+            cleanup),
         cmocka_unit_test_teardown(test_proto_shared_server_exits_cleanly, cleanup),
     };
     int rc;

@@ -851,6 +851,94 @@ test_message_token_rules(void **state)
     g_free(t65);
 }
 
+/* A string id or a ping token is echoed back: the text rule applies to it
+ * (control characters are refused, tab is allowed). */
+static void
+expect_token_bad(const char *token_json)
+{
+    struct msg_request req;
+    struct msg_error err;
+    int rc;
+    char *j = g_strdup_printf("{\"type\":\"ping\",\"token\":%s,"
+                              "\"id\":\"t1\"}",
+                              token_json);
+
+    rc = parse(j, &req, &err);
+    if (rc != -1 || err.code != PE_BAD_FIELD)
+        print_error("input: %s\ngot %s (%s)\n", j, proto_err_code(err.code),
+                    err.text);
+    assert_int_equal(rc, -1);
+    assert_int_equal(err.code, PE_BAD_FIELD);
+    assert_true(err.text[0] != '\0');
+    assert_int_equal(req.type, MSG_PING);
+    assert_null(req.token);
+    /* the id was fine: the error can carry it */
+    assert_non_null(req.id);
+    assert_string_equal(req.id->valuestring, "t1");
+    msg_request_cleanup(&req);
+    g_free(j);
+}
+
+static void
+expect_token_ok(const char *token_json, const char *want)
+{
+    struct msg_request req;
+    char *j = g_strdup_printf("{\"type\":\"ping\",\"token\":%s}",
+                              token_json);
+
+    expect_ok_req(j, MSG_PING, &req);
+    assert_string_equal(req.token, want);
+    msg_request_cleanup(&req);
+    g_free(j);
+}
+
+static void
+test_message_id_control_chars(void **state)
+{
+    struct msg_request req;
+
+    (void)state;
+    expect_id_bad("\"a\\u0001\"");
+    expect_id_bad("\"\\u001f\"");
+    expect_id_bad("\"\\n\"");
+    expect_id_bad("\"a\\u007f\"");
+    expect_id_bad("\"a\x7f\"");              /* raw DEL */
+    expect_id_bad("\"\\u0085\"");
+    expect_id_bad("\"a\xc2\x85\"");          /* raw U+0085 */
+    expect_id_bad("\"\\u009f\"");
+    /* tab and what is not a control character are fine */
+    expect_id_ok("\"a\\tb\"");
+    expect_id_ok("\"\\u00a0\"");
+    expect_id_ok("\"\\u007e\"");
+    expect_id_ok("\"caf\xc3\xa9\"");
+
+    expect_ok_req("{\"type\":\"list\",\"id\":\"a\\tb\"}", MSG_LIST, &req);
+    assert_string_equal(req.id->valuestring, "a\tb");
+    msg_request_cleanup(&req);
+    /* in any request (expect_id_bad() checks the id is not kept) */
+    expect_err("{\"type\":\"ping\",\"token\":\"ok\",\"id\":\"\\u0001\"}",
+               PE_BAD_FIELD);
+}
+
+static void
+test_message_token_control_chars(void **state)
+{
+    (void)state;
+    expect_token_bad("\"a\\u0001\"");
+    expect_token_bad("\"a\\r\"");
+    expect_token_bad("\"\\u007f\"");
+    expect_token_bad("\"a\x7f\"");           /* raw DEL */
+    expect_token_bad("\"\\u0085\"");
+    expect_token_bad("\"a\xc2\x85\"");       /* raw U+0085 */
+    expect_token_bad("\"\\u009f\"");
+    expect_token_ok("\"a\\tb\"", "a\tb");
+    expect_token_ok("\"\"", "");
+    expect_token_ok("\"\\u00a0~\"", "\xc2\xa0~");
+    expect_err("{\"type\":\"pong\",\"token\":\"\\u0001\"}", PE_BAD_FIELD);
+    /* a NUL anywhere is refused before the id is trusted (see above) */
+    expect_err("{\"type\":\"ping\",\"token\":\"\\u0000\"}", PE_BAD_FIELD);
+}
+
 /* Names, text and folding */
 
 static void
@@ -1311,6 +1399,8 @@ main(void)
         cmocka_unit_test(test_message_topic_rules),
         cmocka_unit_test(test_message_reason_rules),
         cmocka_unit_test(test_message_token_rules),
+        cmocka_unit_test(test_message_id_control_chars),
+        cmocka_unit_test(test_message_token_control_chars),
         cmocka_unit_test(test_message_valid_names),
         cmocka_unit_test(test_message_valid_text),
         cmocka_unit_test(test_message_fold),
