@@ -763,6 +763,32 @@ server_endpoints(const struct server *s)
     return g_string_free(out, FALSE);
 }
 
+void
+server_stats(const struct server *s, unsigned *users, unsigned *rooms)
+{
+    GPtrArray *active = rooms_list_active(s->rooms);
+
+    *users = g_hash_table_size(s->nicks);
+    *rooms = active->len;
+    g_ptr_array_unref(active);
+}
+
+void
+server_listeners(const struct server *s, const char **names,
+                 unsigned short *ports, size_t max, size_t *n)
+{
+    guint i;
+
+    *n = 0;
+    for (i = 0; i < s->listeners->len && *n < max; i++) {
+        const struct listener *ls = g_ptr_array_index(s->listeners, i);
+
+        names[*n] = transport_name(ls->t);
+        ports[*n] = addr_port(transport_local(ls->t));
+        (*n)++;
+    }
+}
+
 /* ---- timers ------------------------------------------------------------ */
 
 static void

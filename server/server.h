@@ -81,6 +81,13 @@ void server_reconfigure(struct server *s, const struct server_config *cfg);
  * sockets accept within deadline_ms. */
 void server_shutdown(struct server *s, int deadline_ms);
 
+/* Registered users and active rooms, for announcements (beacon). */
+void server_stats(const struct server *s, unsigned *users, unsigned *rooms);
+/* The listeners' endpoints: transport name and port of each, in order;
+ * *n is set to their number (at most max). */
+void server_listeners(const struct server *s, const char **names,
+                      unsigned short *ports, size_t max, size_t *n);
+
 /* For commands.c. */
 const struct server_config *server_cfg(const struct server *s);
 struct rooms *server_rooms(struct server *s);
