@@ -214,6 +214,25 @@ transport_send(struct transport *t, const void *p, size_t n)
 }
 
 ssize_t
+transport_sendv(struct transport *t, const struct iovec *iov, int iovcnt)
+{
+    ssize_t total = 0, n;
+    int i;
+
+    if (t->ops->sendv)
+        return t->ops->sendv(t, iov, iovcnt);
+    for (i = 0; i < iovcnt; i++) {
+        n = t->ops->send(t, iov[i].iov_base, iov[i].iov_len);
+        if (n < 0)
+            return total > 0 ? total : n;
+        total += n;
+        if ((size_t)n < iov[i].iov_len)
+            break;
+    }
+    return total;
+}
+
+ssize_t
 transport_recv(struct transport *t, void *p, size_t n)
 {
     return t->ops->recv(t, p, n);

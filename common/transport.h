@@ -13,13 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "addr.h"
 
 struct transport; /* opaque */
 struct transport_ops;
 
-extern const struct transport_ops transport_tcp_ops, transport_unix_ops;
+extern const struct transport_ops transport_tcp_ops, transport_udp_ops,
+    transport_unix_ops;
 
 /* Readiness bits, the same values as loop.h's LOOP_READ and LOOP_WRITE. */
 #define TRANSPORT_READ 1u
@@ -56,6 +58,11 @@ int transport_connect_url(const char *url, unsigned short def_port,
 /* Write up to n bytes. Bytes written (> 0), CHAT_EAGAIN, CHAT_ECLOSED (the
  * peer is gone) or CHAT_ESYS. */
 ssize_t transport_send(struct transport *t, const void *p, size_t n);
+
+/* Write the iovcnt buffers of iov in order, as one call where the backend
+ * can (writev): bytes written (> 0, maybe fewer than all), or as send. */
+ssize_t transport_sendv(struct transport *t, const struct iovec *iov,
+                        int iovcnt);
 
 /* Read up to n bytes. Bytes read (> 0), CHAT_EAGAIN, CHAT_ECLOSED (orderly
  * end of stream) or CHAT_ESYS (errno: ECONNRESET, ...). */

@@ -28,6 +28,9 @@ struct transport_ops {
     int (*connect)(const struct addr *a, struct transport **out);
     int (*connect_done)(struct transport *t);
     ssize_t (*send)(struct transport *t, const void *p, size_t n);
+    /* Optional: NULL means transport.c loops over send. */
+    ssize_t (*sendv)(struct transport *t, const struct iovec *iov,
+                     int iovcnt);
     ssize_t (*recv)(struct transport *t, void *p, size_t n);
     void (*shutdown)(struct transport *t);
     void (*close)(struct transport *t);
@@ -53,8 +56,15 @@ int stream_connect(const struct transport_ops *ops, const struct addr *a,
                    struct transport **out);
 int stream_connect_done(struct transport *t);
 ssize_t stream_send(struct transport *t, const void *p, size_t n);
+ssize_t stream_sendv(struct transport *t, const struct iovec *iov, int iovcnt);
 ssize_t stream_recv(struct transport *t, void *p, size_t n);
 void stream_shutdown(struct transport *t);
 void stream_close(struct transport *t);
+
+/* transport_udp.c: the most sessions a udp listener l holds at once
+ * (default 4096; a valid ECHO beyond it gets RST and no state), and how
+ * many it holds now. Other transports: no-op, 0. */
+void transport_udp_set_max_sessions(struct transport *l, size_t max);
+size_t transport_udp_sessions(const struct transport *l);
 
 #endif /* SOCKCHAT_TRANSPORT_INT_H */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -211,6 +212,33 @@ stream_send(struct transport *t, const void *p, size_t n)
         return CHAT_ESYS;
     }
     trace_sock("send(fd=%d, %zu bytes) = %zd", t->fd, n, r);
+    return r;
+}
+
+ssize_t
+stream_sendv(struct transport *t, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr mh;
+    ssize_t r;
+
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = (struct iovec *)(uintptr_t)iov;
+    mh.msg_iovlen = (size_t)iovcnt;
+    /* sendmsg is writev with flags: one call for a whole queue of
+     * frames, and MSG_NOSIGNAL as in send(). */
+    do
+        r = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return CHAT_EAGAIN;
+        trace_sock("sendmsg(fd=%d, %d buffers) = -1 %s", t->fd, iovcnt,
+                   strerror(errno));
+        if (errno == EPIPE || errno == ECONNRESET)
+            return CHAT_ECLOSED;
+        return CHAT_ESYS;
+    }
+    trace_sock("sendmsg(fd=%d, %d buffers) = %zd", t->fd, iovcnt, r);
     return r;
 }
 

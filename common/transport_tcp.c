@@ -51,6 +51,7 @@ const struct transport_ops transport_tcp_ops = {
     .connect = tcp_connect,
     .connect_done = stream_connect_done,
     .send = stream_send,
+    .sendv = stream_sendv,
     .recv = stream_recv,
     .shutdown = stream_shutdown,
     .close = stream_close,

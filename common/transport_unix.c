@@ -79,6 +79,7 @@ const struct transport_ops transport_unix_ops = {
     .connect = unix_connect,
     .connect_done = stream_connect_done,
     .send = stream_send,
+    .sendv = stream_sendv,
     .recv = stream_recv,
     .shutdown = stream_shutdown,
     .close = unix_close,

@@ -258,6 +258,7 @@ cmd_say(struct client *c, const struct msg_request *req)
     cJSON *ev, *mine = NULL;
     size_t len = 0, mine_len = 0;
     char *json = NULL, *mine_json = NULL;
+    struct frame_blob *shared;
     GPtrArray *members;
     guint i;
 
@@ -279,6 +280,7 @@ cmd_say(struct client *c, const struct msg_request *req)
         !fits_frame(c, req, MAX(len, mine_len)))
         goto out;
     room_next_seq(r);
+    shared = frame_blob_new(json, len);
     members = g_ptr_array_copy(r->members, NULL, NULL);
     for (i = 0; i < members->len; i++) {
         struct client *m = g_ptr_array_index(members, i);
@@ -286,9 +288,10 @@ cmd_say(struct client *c, const struct msg_request *req)
         if (m == c && mine_json)
             client_send_raw(c, mine_json, mine_len);
         else
-            client_send_raw(m, json, len);
+            client_send_blob(m, shared);
     }
     g_ptr_array_unref(members);
+    frame_blob_unref(shared);
     room_push_history_take(server_rooms(c->srv), r, json);
     json = NULL;
 out:

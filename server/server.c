@@ -21,8 +21,8 @@
 #define ACCEPTS_PER_PASS 64
 #define CLOSE_GRACE_MS 2000      /* to flush a last error before closing */
 #define ACCEPT_PAUSE_MS 100      /* after EMFILE: let descriptors free up */
-#define QUEUE_RESERVE 1024       /* room past max_queue for a last error */
 #define TICK_MS 200
+#define FLUSH_IOV 64             /* frames handed to one sendmsg() */
 
 struct listener {
     struct server *srv;
@@ -177,7 +177,7 @@ server_reconfigure(struct server *s, const struct server_config *cfg)
         struct client *c = k;
 
         if (!c->closing)
-            c->out.cap = MAX(s->cfg.max_queue, buf_len(&c->out));
+            c->out.cap = MAX(s->cfg.max_queue, outq_bytes(&c->out));
     }
     rooms_set_limits(s->rooms, cfg->room_cap, cfg->history);
     log_info("configuration reloaded: motd, limits and rates now apply");
@@ -226,7 +226,7 @@ client_want(struct client *c)
 
     if (!c->closing || c->shut)
         ev |= LOOP_READ;
-    if (buf_len(&c->out) > 0)
+    if (outq_bytes(&c->out) > 0)
         ev |= LOOP_WRITE;
     /* The transport may need other events than the ones we want (udp
      * waits for acks, not writability, while its window is full). */
@@ -247,16 +247,24 @@ client_mark_pending(struct client *c)
 static int
 client_flush(struct client *c)
 {
-    while (buf_len(&c->out) > 0) {
-        ssize_t n = transport_send(c->t, buf_ptr(&c->out), buf_len(&c->out));
+    struct iovec iov[FLUSH_IOV];
+
+    while (outq_bytes(&c->out) > 0) {
+        int cnt = outq_iov(&c->out, iov, FLUSH_IOV), i;
+        size_t offered = 0;
+        ssize_t n = transport_sendv(c->t, iov, cnt);
 
         if (n == CHAT_EAGAIN)
             break;
         if (n < 0)
             return (int)n;
-        buf_consume(&c->out, (size_t)n);
+        outq_consume(&c->out, (size_t)n);
+        for (i = 0; i < cnt; i++)
+            offered += iov[i].iov_len;
+        if ((size_t)n < offered) /* the socket is full: no EAGAIN call */
+            break;
     }
-    if (buf_len(&c->out) == 0 && c->closing && !c->shut) {
+    if (outq_bytes(&c->out) == 0 && c->closing && !c->shut) {
         /* Everything said: send FIN, then read until the peer closes, so
          * that unread input does not turn our close into a reset that
          * destroys the error we just sent. */
@@ -286,10 +294,10 @@ server_flush_pending(struct server *s)
  * max_frame: the builders keep replies under it, so this is a bug, and the
  * frame is dropped rather than the client). */
 static int
-client_queue(struct client *c, const char *json, size_t len, bool force)
+client_queue(struct client *c, struct frame_blob *b, bool force)
 {
-    bool was_empty = buf_len(&c->out) == 0;
-    int rc;
+    bool was_empty = outq_bytes(&c->out) == 0;
+    size_t len = frame_blob_size(b) - FRAME_HDR;
 
     if (len > c->srv->cfg.max_frame) {
         log_warn("conn %u: not sending a frame of %zu bytes (max-frame %zu)",
@@ -297,27 +305,26 @@ client_queue(struct client *c, const char *json, size_t len, bool force)
         return CHAT_ETOOBIG;
     }
     if (force)
-        c->out.cap = c->srv->cfg.max_queue + QUEUE_RESERVE + len + FRAME_HDR;
-    rc = frame_encode(&c->out, c->srv->cfg.max_frame, json, len);
-    if (rc != CHAT_OK)
-        return rc;
+        outq_push_force(&c->out, b);
+    else if (outq_push(&c->out, b) != CHAT_OK)
+        return CHAT_EFULL;
     if (was_empty)
         client_mark_pending(c);
     return CHAT_OK;
 }
 
 bool
-client_send_raw(struct client *c, const char *json, size_t len)
+client_send_blob(struct client *c, struct frame_blob *b)
 {
+    struct frame_blob *eb;
     cJSON *err;
     char *e;
     size_t elen;
-
     int rc;
 
     if (c->closing)
         return false;
-    rc = client_queue(c, json, len, false);
+    rc = client_queue(c, b, false);
     if (rc == CHAT_OK)
         return true;
     if (rc == CHAT_ETOOBIG)
@@ -330,12 +337,29 @@ client_send_raw(struct client *c, const char *json, size_t len)
     err = msg_build_error(PE_SLOW_CONSUMER,
                           "you did not read fast enough; closing", NULL, NULL);
     e = msg_encode(err, &elen);
-    if (e)
-        client_queue(c, e, elen, true);
+    if (e) {
+        eb = frame_blob_new(e, elen);
+        client_queue(c, eb, true);
+        frame_blob_unref(eb);
+    }
     g_free(e);
     cJSON_Delete(err);
     client_close(c, "slow consumer");
     return false;
+}
+
+bool
+client_send_raw(struct client *c, const char *json, size_t len)
+{
+    struct frame_blob *b;
+    bool ok;
+
+    if (c->closing)
+        return false;
+    b = frame_blob_new(json, len);
+    ok = client_send_blob(c, b);
+    frame_blob_unref(b);
+    return ok;
 }
 
 bool
@@ -373,16 +397,22 @@ server_send_room(struct server *s, struct room *r, const cJSON *obj,
     char *json = msg_encode(obj, &len);
     guint i;
 
+    struct frame_blob *b;
+    GPtrArray *members;
+
     (void)s;
     if (!json)
         return;
+    /* One frame shared by every receiver's queue. */
+    b = frame_blob_new(json, len);
+    g_free(json);
     /* Iterate over a copy: a slow consumer leaves the room as we go. */
-    GPtrArray *members = g_ptr_array_copy(r->members, NULL, NULL);
+    members = g_ptr_array_copy(r->members, NULL, NULL);
     for (i = 0; i < members->len; i++)
         if (g_ptr_array_index(members, i) != except)
-            client_send_raw(g_ptr_array_index(members, i), json, len);
+            client_send_blob(g_ptr_array_index(members, i), b);
     g_ptr_array_unref(members);
-    g_free(json);
+    frame_blob_unref(b);
 }
 
 void
@@ -410,9 +440,13 @@ server_send_peers(struct server *s, struct client *c, const cJSON *obj,
     if (include_self)
         g_ptr_array_insert(to, 0, c);
     json = msg_encode(obj, &len);
-    if (json)
+    if (json) {
+        struct frame_blob *b = frame_blob_new(json, len);
+
         for (i = 0; i < to->len; i++)
-            client_send_raw(g_ptr_array_index(to, i), json, len);
+            client_send_blob(g_ptr_array_index(to, i), b);
+        frame_blob_unref(b);
+    }
     g_free(json);
     g_ptr_array_unref(to);
     g_hash_table_destroy(seen);
@@ -470,7 +504,7 @@ client_destroy(struct client *c)
     loop_del_fd(s->loop, c->fd);
     transport_close(c->t);
     buf_cleanup(&c->in);
-    buf_cleanup(&c->out);
+    outq_cleanup(&c->out);
     g_ptr_array_unref(c->rooms);
     g_free(c->nick);
     g_free(c->nick_key);
@@ -576,7 +610,7 @@ client_run_timers(struct client *c, int64_t now, int *wait)
         return false;
     }
     /* A tick may have opened the send window or changed what to watch. */
-    if (buf_len(&c->out) > 0)
+    if (outq_bytes(&c->out) > 0)
         client_mark_pending(c);
     client_want(c);
     due = transport_next_timeout(c->t, now);
@@ -595,7 +629,7 @@ client_on_io(struct loop *l, int fd, unsigned events, void *arg)
     if ((events & LOOP_READ) && !client_read(c))
         return;
     /* Reading may have taken acks that let queued output go (udp). */
-    if (((events & LOOP_WRITE) || buf_len(&c->out) > 0) &&
+    if (((events & LOOP_WRITE) || outq_bytes(&c->out) > 0) &&
         client_flush(c) != CHAT_OK)
         client_destroy(c);
 }
@@ -661,7 +695,7 @@ server_accept_one(struct server *s, struct transport *t)
     c->id = ++s->next_id;
     g_strlcpy(c->peer, peer, sizeof(c->peer));
     buf_init(&c->in, FRAME_HDR + s->cfg.max_frame);
-    buf_init(&c->out, s->cfg.max_queue);
+    outq_init(&c->out, s->cfg.max_queue);
     c->rooms = g_ptr_array_new();
     c->last_rx = server_now();
     rate_init(&c->rate, s->cfg.burst, c->last_rx);
@@ -803,7 +837,7 @@ client_check_idle(struct client *c, int64_t now)
     }
     /* Buffers are kept while busy and given back once idle. */
     buf_shrink(&c->in);
-    buf_shrink(&c->out);
+    outq_shrink(&c->out);
     if (idle <= 0)
         return;
     if (c->ping_at == 0 && now - c->last_rx >= idle) {
@@ -879,6 +913,7 @@ server_shutdown(struct server *s, int deadline_ms)
     cJSON *bye = msg_build_bye("server shutting down", NULL);
     size_t len;
     char *json = msg_encode(bye, &len);
+    struct frame_blob *b = json ? frame_blob_new(json, len) : NULL;
     guint i;
 
     log_info("shutting down: saying bye to %u clients",
@@ -887,11 +922,12 @@ server_shutdown(struct server *s, int deadline_ms)
     for (i = 0; i < all->len; i++) {
         struct client *c = g_ptr_array_index(all, i);
 
-        if (!c->closing && json)
-            client_queue(c, json, len, true);
+        if (!c->closing && b)
+            client_queue(c, b, true);
         client_close(c, "server shutting down");
     }
     g_ptr_array_unref(all);
+    frame_blob_unref(b);
     g_free(json);
     cJSON_Delete(bye);
     server_pause_accept(s, true);
@@ -903,7 +939,7 @@ server_shutdown(struct server *s, int deadline_ms)
 
         g_hash_table_iter_init(&it, s->clients);
         while (g_hash_table_iter_next(&it, &k, &v))
-            if (buf_len(&((struct client *)k)->out) > 0)
+            if (outq_bytes(&((struct client *)k)->out) > 0)
                 waiting = true;
         if (!waiting)
             break;

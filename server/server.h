@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "loop.h"
 #include "message.h"
+#include "outq.h"
 #include "rate.h"
 #include "rooms.h"
 
@@ -50,7 +51,7 @@ struct client {
     bool closing;           /* flushing a last error or bye, then close */
     bool shut;              /* SHUT_WR sent, draining input until EOF */
     struct buf in;
-    struct buf out;
+    struct outq out;        /* shared frames waiting for the socket */
     GPtrArray *rooms;       /* struct room *, rooms this client is in */
     struct rate rate;
     int64_t last_rx;        /* monotonic ms of the last complete frame */
@@ -97,6 +98,8 @@ void server_set_nick(struct server *s, struct client *c, const char *nick);
 /* Queue the encoded frame payload for c; on overflow c is dropped with
  * slow_consumer. false if c is (now) closing. */
 bool client_send_raw(struct client *c, const char *json, size_t len);
+/* The same for a frame already built, shared with other receivers. */
+bool client_send_blob(struct client *c, struct frame_blob *b);
 /* Encode obj and queue it for c; obj is kept (caller deletes). */
 bool client_send(struct client *c, const cJSON *obj);
 /* Send an error reply to c. */

@@ -18,6 +18,7 @@
 
 #include "commands.h"
 #include "err.h"
+#include "frame.h"
 #include "message.h"
 #include "rooms.h"
 #include "server.h"
@@ -67,6 +68,13 @@ client_send_raw(struct client *c, const char *json, size_t len)
     (void)c;
     g_ptr_array_add(sent, g_strndup(json, len));
     return true;
+}
+
+bool
+client_send_blob(struct client *c, struct frame_blob *b)
+{
+    return client_send_raw(c, (const char *)frame_blob_data(b) + FRAME_HDR,
+                           frame_blob_size(b) - FRAME_HDR);
 }
 
 bool
