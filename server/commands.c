@@ -95,12 +95,23 @@ commands_build_members(const struct room *r, size_t max_frame,
     cJSON *members;
     size_t base, budget;
 
+    GPtrArray *verified = g_ptr_array_new();
+    guint i;
+
     cJSON_AddStringToObject(o, "room", r->name);
     members = cJSON_AddArrayToObject(o, "members");
+    /* Members who proved a long-term key in a secure session. */
+    cJSON *ver = cJSON_AddArrayToObject(o, "verified");
     base = encoded_len(o) + LIST_SLACK;
     budget = max_frame > base ? max_frame - base : 0;
-    if (!add_nicks(members, r->members, &budget))
+    for (i = 0; i < r->members->len; i++)
+        if (((const struct client *)g_ptr_array_index(r->members, i))
+                ->verified)
+            g_ptr_array_add(verified, g_ptr_array_index(r->members, i));
+    if (!add_nicks(members, r->members, &budget) ||
+        !add_nicks(ver, verified, &budget))
         cJSON_AddTrueToObject(o, "truncated");
+    g_ptr_array_unref(verified);
     return o;
 }
 
@@ -119,7 +130,7 @@ max_text_for(size_t max_frame)
 static bool
 fits_frame(struct client *c, const struct msg_request *req, size_t len)
 {
-    size_t max = server_cfg(c->srv)->max_frame;
+    size_t max = server_event_max(c->srv);
     char text[96];
 
     if (len <= max)
@@ -157,22 +168,93 @@ room_of_member(struct client *c, const struct msg_request *req)
     return r;
 }
 
+/* A hello inside a secure session may prove a long-term key (a signature
+ * over the handshake). false when the session ended or the request was
+ * answered with an error. */
+static bool
+hello_identity(struct client *c, const struct msg_request *req)
+{
+    uint8_t pk[SECURE_PK_BYTES];
+    const char *why = NULL;
+    bool present = false;
+    int rc;
+
+    if (!c->sec)
+        return true; /* nothing can be proven without a session */
+    rc = secure_server_verify_hello(c->sec, req->root, pk, &present, &why);
+    if (rc == CHAT_EPROTO) {
+        client_send_error(c, PE_BAD_FIELD, why, req->type_str, req->id);
+        return false;
+    }
+    if (rc != CHAT_OK) {
+        client_send_error(c, PE_SECURE_FAILED, why, req->type_str, req->id);
+        client_close(c, "secure session failed");
+        return false;
+    }
+    if (present) {
+        c->verified = true;
+        identity_fingerprint(pk, c->fp);
+    }
+    return true;
+}
+
+/* With --reserve-nicks, a nick belongs to the key that first used it;
+ * anyone else (or a session without a key) gets nick_reserved. A free nick
+ * taken by a proven key is reserved for it. */
+static bool
+nick_allowed(struct client *c, const struct msg_request *req)
+{
+    struct identity_nicks *nicks = server_nicks(c->srv);
+    struct identity_error err;
+
+    if (!nicks)
+        return true;
+    switch (identity_nicks_check(nicks, req->nick, c->verified ? c->fp : NULL)) {
+    case IDENTITY_NICK_RESERVED:
+        client_send_error(c, PE_NICK_RESERVED,
+                          "that nick is reserved for another key",
+                          req->type_str, req->id);
+        return false;
+    case IDENTITY_NICK_FREE:
+        if (c->verified &&
+            identity_nicks_reserve(nicks, req->nick, c->fp, &err) != CHAT_OK)
+            log_warn("conn %u: cannot reserve %s: %s", c->id, req->nick,
+                     err.text);
+        break;
+    case IDENTITY_NICK_OWNED:
+        break;
+    }
+    return true;
+}
+
 static void
 cmd_hello(struct client *c, const struct msg_request *req)
 {
     const struct server_config *cfg = server_cfg(c->srv);
-    cJSON *w, *limits, *rate;
+    cJSON *w, *limits, *rate, *features;
 
     if (c->registered) {
         client_send_error(c, PE_ALREADY_REGISTERED, "you said hello already",
                           req->type_str, req->id);
         return;
     }
+    if (cfg->secure == SECURE_POLICY_REQUIRED && !c->sec) {
+        client_send_error(c, PE_ENCRYPTION_REQUIRED,
+                          "this server requires an encrypted session: "
+                          "send secure first",
+                          req->type_str, req->id);
+        client_close(c, "encryption required");
+        return;
+    }
+    if (!hello_identity(c, req))
+        return;
     if (server_find_nick(c->srv, req->nick)) {
         client_send_error(c, PE_NICK_IN_USE, "that nick is taken",
                           req->type_str, req->id);
         return;
     }
+    if (!nick_allowed(c, req))
+        return;
     server_set_nick(c->srv, c, req->nick);
     c->registered = true;
     w = msg_new("welcome", req->id);
@@ -190,7 +272,9 @@ cmd_hello(struct client *c, const struct msg_request *req)
     rate = cJSON_AddObjectToObject(limits, "rate");
     cJSON_AddNumberToObject(rate, "per_sec", cfg->rate);
     cJSON_AddNumberToObject(rate, "burst", cfg->burst);
-    cJSON_AddArrayToObject(w, "features");
+    features = cJSON_AddArrayToObject(w, "features");
+    if (cfg->secure != SECURE_POLICY_OFF)
+        cJSON_AddItemToArray(features, cJSON_CreateString("secure"));
     client_send(c, w);
     cJSON_Delete(w);
     log_info("conn %u: %s is %s", c->id, c->peer, c->nick);
@@ -206,7 +290,7 @@ cmd_join(struct client *c, const struct msg_request *req)
 
     if (r && client_in_room(c, r)) {
         /* Joining again answers room again and tells nobody. */
-        reply = commands_build_room(r, cfg->max_frame, req->id);
+        reply = commands_build_room(r, client_payload_max(c), req->id);
         client_send(c, reply);
         cJSON_Delete(reply);
         return;
@@ -225,7 +309,7 @@ cmd_join(struct client *c, const struct msg_request *req)
     }
     room_add_member(rs, r, c);
     g_ptr_array_add(c->rooms, r);
-    reply = commands_build_room(r, cfg->max_frame, req->id);
+    reply = commands_build_room(r, client_payload_max(c), req->id);
     client_send(c, reply);
     cJSON_Delete(reply);
     ev = msg_build_joined(r->name, c->nick, msg_now_ms());
@@ -340,6 +424,8 @@ cmd_nick(struct client *c, const struct msg_request *req)
                           req->type_str, req->id);
         return;
     }
+    if (!nick_allowed(c, req))
+        return;
     old = g_strdup(c->nick);
     server_set_nick(c->srv, c, req->nick);
     ev = msg_build_renamed(old, c->nick, msg_now_ms(), NULL);
@@ -379,7 +465,7 @@ cmd_list(struct client *c, const struct msg_request *req)
     cJSON *o = msg_new("rooms", req->id);
     cJSON *arr = cJSON_AddArrayToObject(o, "rooms");
     size_t base = encoded_len(o) + LIST_SLACK;
-    size_t max = server_cfg(c->srv)->max_frame;
+    size_t max = client_payload_max(c);
     size_t budget = max > base ? max - base : 0;
     guint i;
 
@@ -418,7 +504,7 @@ cmd_who(struct client *c, const struct msg_request *req)
         client_send_error(c, PE_NO_SUCH_ROOM, text, req->type_str, req->id);
         return;
     }
-    o = commands_build_members(r, server_cfg(c->srv)->max_frame, req->id);
+    o = commands_build_members(r, client_payload_max(c), req->id);
     client_send(c, o);
     cJSON_Delete(o);
 }
@@ -440,6 +526,41 @@ cmd_quit(struct client *c, const struct msg_request *req)
     client_send(c, o);
     cJSON_Delete(o);
     client_close(c, req->reason);
+}
+
+static void
+cmd_secure(struct client *c, const struct msg_request *req)
+{
+    const struct identity *id = server_identity(c->srv);
+    struct secure_session *sec = NULL;
+    cJSON *reply = NULL;
+    const char *why = NULL;
+
+    if (server_cfg(c->srv)->secure == SECURE_POLICY_OFF || !id) {
+        client_send_error(c, PE_UNKNOWN_TYPE,
+                          "this server does not offer secure sessions",
+                          req->type_str, req->id);
+        return;
+    }
+    /* Everything before the exchange would be unauthenticated. */
+    if (c->frames != 1 || c->sec) {
+        client_send_error(c, PE_SECURE_FAILED,
+                          "secure must be the first request of a session",
+                          req->type_str, req->id);
+        client_close(c, "secure session failed");
+        return;
+    }
+    if (secure_server_accept(identity_secret_key(id), req->root, &sec, &reply,
+                             &why) != CHAT_OK) {
+        client_send_error(c, PE_SECURE_FAILED, why, req->type_str, req->id);
+        client_close(c, "secure session failed");
+        return;
+    }
+    /* The answer travels in the clear; every frame after it is sealed. */
+    msg_add_id(reply, req->id);
+    client_send(c, reply);
+    cJSON_Delete(reply);
+    c->sec = sec;
 }
 
 /* Allowed before welcome (section 3). */
@@ -490,11 +611,7 @@ commands_dispatch(struct client *c, const uint8_t *p, size_t n)
         cmd_hello(c, &req);
         break;
     case MSG_SECURE:
-        /* Encrypted sessions are not offered yet: welcome lists no
-         * "secure" feature, and the request is answered as unknown. */
-        client_send_error(c, PE_UNKNOWN_TYPE,
-                          "this server does not offer secure sessions",
-                          req.type_str, req.id);
+        cmd_secure(c, &req);
         break;
     case MSG_JOIN:
         cmd_join(c, &req);

@@ -44,6 +44,8 @@ struct server {
     int64_t next_sweep; /* monotonic ms of the next idle sweep */
     unsigned closing;   /* clients flushing a last word: not counted */
     bool stopping;      /* server_shutdown(): everyone gets bye, no quits */
+    struct identity *id;           /* long-term key, for secure sessions */
+    struct identity_nicks *reserved; /* reserved nicks, or NULL */
 };
 
 static void client_destroy(struct client *c);
@@ -131,8 +133,47 @@ server_free(struct server *s)
     g_ptr_array_unref(s->pending);
     g_hash_table_destroy(s->timed);
     rooms_free(s->rooms);
+    identity_free(s->id);
+    identity_nicks_free(s->reserved);
     config_clear(&s->cfg);
     g_free(s);
+}
+
+void
+server_set_identity(struct server *s, struct identity *id,
+                    struct identity_nicks *nicks)
+{
+    identity_free(s->id);
+    identity_nicks_free(s->reserved);
+    s->id = id;
+    s->reserved = nicks;
+}
+
+const struct identity *
+server_identity(const struct server *s)
+{
+    return s->id;
+}
+
+struct identity_nicks *
+server_nicks(struct server *s)
+{
+    return s->reserved;
+}
+
+size_t
+client_payload_max(const struct client *c)
+{
+    return c->srv->cfg.max_frame - (c->sec ? SECURE_OVERHEAD_MAX : 0);
+}
+
+size_t
+server_event_max(const struct server *s)
+{
+    /* Events go to plaintext and secure receivers alike: the seal of the
+     * latter must fit too. */
+    return s->cfg.max_frame -
+           (s->cfg.secure != SECURE_POLICY_OFF ? SECURE_OVERHEAD_MAX : 0);
 }
 
 const struct server_config *
@@ -290,27 +331,78 @@ server_flush_pending(struct server *s)
     g_ptr_array_set_size(s->pending, 0);
 }
 
-/* CHAT_OK, CHAT_EFULL (the queue is full) or CHAT_ETOOBIG (over
- * max_frame: the builders keep replies under it, so this is a bug, and the
- * frame is dropped rather than the client). */
+static bool
+client_sealing(const struct client *c)
+{
+    return c->sec && secure_established(c->sec);
+}
+
+/*
+ * Queue frame b for c: as it is, or sealed for a secure session (each
+ * receiver has its own stream, so a shared frame becomes its own there).
+ * CHAT_OK, CHAT_EFULL (the queue is full; nothing was sealed, so the stream
+ * stays intact) or CHAT_ETOOBIG (over max_frame: the builders keep replies
+ * under it, so this is a bug, and the frame is dropped rather than the
+ * client).
+ */
 static int
 client_queue(struct client *c, struct frame_blob *b, bool force)
 {
     bool was_empty = outq_bytes(&c->out) == 0;
     size_t len = frame_blob_size(b) - FRAME_HDR;
+    size_t wire = frame_blob_size(b);
+    struct frame_blob *sealed = NULL;
 
-    if (len > c->srv->cfg.max_frame) {
+    if (client_sealing(c)) {
+        if (secure_tx_finished(c->sec))
+            return CHAT_ECLOSED;
+        wire = FRAME_HDR + secure_sealed_len(c->sec, len);
+    }
+    if (wire - FRAME_HDR > c->srv->cfg.max_frame) {
         log_warn("conn %u: not sending a frame of %zu bytes (max-frame %zu)",
-                 c->id, len, c->srv->cfg.max_frame);
+                 c->id, wire - FRAME_HDR, c->srv->cfg.max_frame);
         return CHAT_ETOOBIG;
     }
-    if (force)
-        outq_push_force(&c->out, b);
-    else if (outq_push(&c->out, b) != CHAT_OK)
+    if (!force && (wire > c->out.cap || outq_bytes(&c->out) > c->out.cap - wire))
         return CHAT_EFULL;
+    if (client_sealing(c)) {
+        uint8_t *ct = NULL;
+        size_t ctlen = 0;
+
+        if (secure_seal(c->sec, frame_blob_data(b) + FRAME_HDR, len, false,
+                        &ct, &ctlen) != CHAT_OK)
+            return CHAT_ECRYPTO;
+        sealed = frame_blob_new(ct, ctlen);
+        g_free(ct);
+        b = sealed;
+    }
+    outq_push_force(&c->out, b);
+    frame_blob_unref(sealed);
     if (was_empty)
         client_mark_pending(c);
     return CHAT_OK;
+}
+
+/* A secure session's last frame: an empty message with TAG_FINAL, so that
+ * the client can tell our orderly end from a cut connection. */
+static void
+client_queue_final(struct client *c)
+{
+    bool was_empty = outq_bytes(&c->out) == 0;
+    struct frame_blob *b;
+    uint8_t *ct = NULL;
+    size_t ctlen = 0;
+
+    if (!client_sealing(c) || secure_tx_finished(c->sec))
+        return;
+    if (secure_seal(c->sec, "", 0, true, &ct, &ctlen) != CHAT_OK)
+        return;
+    b = frame_blob_new(ct, ctlen);
+    g_free(ct);
+    outq_push_force(&c->out, b);
+    frame_blob_unref(b);
+    if (was_empty)
+        client_mark_pending(c);
 }
 
 bool
@@ -327,7 +419,7 @@ client_send_blob(struct client *c, struct frame_blob *b)
     rc = client_queue(c, b, false);
     if (rc == CHAT_OK)
         return true;
-    if (rc == CHAT_ETOOBIG)
+    if (rc != CHAT_EFULL)
         return false;
     /* The queue is full: this client does not read. Tell it (best effort:
      * the error waits behind what is queued) and let it go, so that nobody
@@ -483,6 +575,7 @@ client_close(struct client *c, const char *reason)
     c->registered = false;
     c->close_by = server_now() + CLOSE_GRACE_MS;
     s->closing++;
+    client_queue_final(c);
     /* Flush at the end of this pass, then shut down. */
     client_mark_pending(c);
 }
@@ -505,6 +598,7 @@ client_destroy(struct client *c)
     transport_close(c->t);
     buf_cleanup(&c->in);
     outq_cleanup(&c->out);
+    secure_free(c->sec);
     g_ptr_array_unref(c->rooms);
     g_free(c->nick);
     g_free(c->nick_key);
@@ -513,6 +607,34 @@ client_destroy(struct client *c)
 }
 
 /* ---- input ------------------------------------------------------------- */
+
+/* Open one sealed frame and hand its message on. Nothing that fails to
+ * open (tampered, replayed, reordered, truncated) reaches the chat layer:
+ * the session ends with secure_failed. */
+static void
+client_dispatch_sealed(struct client *c, const uint8_t *body, size_t len)
+{
+    uint8_t *pt = NULL;
+    size_t ptlen = 0;
+    bool final = false;
+    int rc = secure_open(c->sec, body, len, &pt, &ptlen, &final);
+
+    frame_consume(&c->in, len);
+    if (rc != CHAT_OK) {
+        log_info("conn %u: a sealed frame did not open; closing", c->id);
+        client_send_error(c, PE_SECURE_FAILED,
+                          "a frame failed authentication; closing", NULL,
+                          NULL);
+        client_close(c, "secure session failed");
+        return;
+    }
+    if (ptlen > 0)
+        commands_dispatch(c, pt, ptlen);
+    g_free(pt);
+    /* The client's last word: whatever it said, nothing may follow. */
+    if (final && !c->closing)
+        client_close(c, "connection closed");
+}
 
 static void
 client_handle_frames(struct client *c)
@@ -542,6 +664,11 @@ client_handle_frames(struct client *c)
         }
         c->last_rx = server_now();
         c->ping_at = 0;
+        c->frames++;
+        if (client_sealing(c)) {
+            client_dispatch_sealed(c, body, len);
+            continue;
+        }
         commands_dispatch(c, body, len);
         frame_consume(&c->in, len);
     }

@@ -20,6 +20,15 @@
 #include "outq.h"
 #include "rate.h"
 #include "rooms.h"
+#include "identity.h"
+#include "secure.h"
+
+/* --secure: whether clients may, or must, encrypt their session. */
+enum secure_policy {
+    SECURE_POLICY_OFF = 0,
+    SECURE_POLICY_OPTIONAL,
+    SECURE_POLICY_REQUIRED,
+};
 
 /* Limits that SIGHUP may change, and the rest of the configuration. */
 struct server_config {
@@ -35,6 +44,7 @@ struct server_config {
     size_t max_queue;      /* bytes queued per client */
     size_t max_frame;
     unsigned idle_timeout; /* seconds */
+    enum secure_policy secure;
 };
 
 struct server;
@@ -58,6 +68,10 @@ struct client {
     int64_t ping_at;        /* monotonic ms a ping was sent, 0 if none */
     int64_t close_by;       /* monotonic ms to give up flushing */
     unsigned ping_token;
+    unsigned frames;        /* frames received: `secure` must be the first */
+    struct secure_session *sec; /* NULL for a plaintext session */
+    bool verified;          /* proved a long-term key in hello */
+    char fp[IDENTITY_FP_SIZE]; /* its fingerprint, when verified */
 };
 
 /* A new server using loop l and a copy of cfg. */
@@ -88,6 +102,18 @@ void server_stats(const struct server *s, unsigned *users, unsigned *rooms);
  * *n is set to their number (at most max). */
 void server_listeners(const struct server *s, const char **names,
                       unsigned short *ports, size_t max, size_t *n);
+
+/* The server's long-term key and the reserved-nicks store (NULL: nicks
+ * are not reserved). The server takes both. */
+void server_set_identity(struct server *s, struct identity *id,
+                         struct identity_nicks *nicks);
+const struct identity *server_identity(const struct server *s);
+struct identity_nicks *server_nicks(struct server *s);
+
+/* Payload bytes a frame to c may carry (max_frame less the seal of a
+ * secure session), and that an event to many receivers may carry. */
+size_t client_payload_max(const struct client *c);
+size_t server_event_max(const struct server *s);
 
 /* For commands.c. */
 const struct server_config *server_cfg(const struct server *s);
