@@ -133,6 +133,35 @@ server_now(void)
     return 0;
 }
 
+/* Plaintext sessions only: no identity, no reserved nicks, no seal. */
+const struct identity *
+server_identity(const struct server *s)
+{
+    (void)s;
+    return NULL;
+}
+
+struct identity_nicks *
+server_nicks(struct server *s)
+{
+    (void)s;
+    return NULL;
+}
+
+size_t
+client_payload_max(const struct client *c)
+{
+    (void)c;
+    return stub_cfg.max_frame;
+}
+
+size_t
+server_event_max(const struct server *s)
+{
+    (void)s;
+    return stub_cfg.max_frame;
+}
+
 /* ---- Helpers ------------------------------------------------------------ */
 
 #define ROOM_NAME "#big"
