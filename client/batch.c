@@ -89,6 +89,27 @@ batch_on_event(const struct client_event *ev, void *arg)
     fflush(stdout);
 }
 
+/* Notices go to stderr, never into the output a script reads; the secure
+ * session's key only with -v (it is logged). Nobody is asked anything: a
+ * new server needs --accept-new. */
+static void
+batch_on_notice(enum client_notice kind, const char *text, void *arg)
+{
+    (void)arg;
+    switch (kind) {
+    case CLIENT_NOTICE_TRUSTED:
+    case CLIENT_NOTICE_WARNING:
+        fprintf(stderr, "sockchat: %s%s\n",
+                kind == CLIENT_NOTICE_WARNING ? "warning: " : "", text);
+        break;
+    case CLIENT_NOTICE_REFUSAL:
+        fprintf(stderr, "%s\n", text);
+        break;
+    default:
+        break;
+    }
+}
+
 /* Input */
 
 static void
@@ -101,6 +122,15 @@ batch_line(struct batch *b, const char *line)
         fputs(client_help_text(), stdout);
         fflush(stdout);
         break;
+    case CLIENT_INPUT_INFO: {
+        char *info = client_info(b->c);
+
+        /* --json output stays one JSON object per line. */
+        fputs(info, b->o.json ? stderr : stdout);
+        fflush(stdout);
+        g_free(info);
+        break;
+    }
     case CLIENT_INPUT_ERROR:
         fprintf(stderr, "sockchat: %s\n", why);
         b->local_errors++;
@@ -205,6 +235,7 @@ int
 batch_main(const struct client_config *cfg, const char *url,
            const char *url_shown, const struct batch_opts *o)
 {
+    struct client_config ccfg = *cfg;
     struct batch b;
     struct loop *l = NULL;
     char why[256];
@@ -222,7 +253,9 @@ batch_main(const struct client_config *cfg, const char *url,
         return CLIENT_EXIT_UNREACHABLE;
     }
     b.loop = l;
-    b.c = client_new(cfg, batch_on_event, &b);
+    ccfg.ask = NULL;
+    ccfg.notice = batch_on_notice;
+    b.c = client_new(&ccfg, batch_on_event, &b);
     rc = client_connect(b.c, url, l, why, sizeof(why));
     if (rc != CHAT_OK) {
         fprintf(stderr, "sockchat: cannot connect to %s: %s\n", url_shown, why);

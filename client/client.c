@@ -24,10 +24,13 @@
 
 #include "buf.h"
 #include "config.h"
+#include "discover.h"
 #include "err.h"
 #include "frame.h"
+#include "identity.h"
 #include "log.h"
 #include "message.h"
+#include "secure.h"
 #include "transport.h"
 
 #define CLIENT_OUT_MAX (1024 * 1024) /* bytes queued for the server */
@@ -88,6 +91,19 @@ struct client {
 
     int64_t deadline_us; /* 0: none; welcome or bye wait */
     unsigned errors;
+
+    /* Secure session (doc/SECURE.md). Until the handshake ends, sec_wait:
+     * nothing but the server's plain reply is expected, nothing is sent.
+     * Then secure: every frame both ways is sealed. */
+    struct secure_session *sec;
+    bool sec_wait;
+    bool secure;
+    bool peer_final;    /* the server's TAG_FINAL frame opened */
+    bool bye_seen;      /* bye opened; waiting for the FINAL after it */
+    char *bye_reason;   /* its reason, for the close that follows */
+    bool offers_secure; /* welcome.features has "secure" */
+    char server_fp[IDENTITY_FP_SIZE];
+    char *known_servers, *known_host; /* owned copies behind cfg */
 };
 
 static void client_flush(struct client *c);
@@ -147,6 +163,10 @@ client_help_text(void)
            "  /who [ROOM]             list who is in ROOM (default: the "
            "current room)\n"
            "  /me TEXT                say TEXT as an action: * nick TEXT\n"
+           "  /servers                list the servers on this host and "
+           "the LAN (takes a second)\n"
+           "  /info                   show the connection: transport, "
+           "encryption, server key\n"
            "  /quit [REASON]          leave the server\n"
            "  /help                   show this help\n"
            "Any other line is said in the current room. A line that starts "
@@ -345,6 +365,10 @@ client_new(const struct client_config *cfg, client_event_fn cb, void *arg)
         c->cfg_rooms[i] = g_strdup(cfg->rooms[i]);
     c->cfg.rooms = (const char *const *)c->cfg_rooms;
     c->cfg.nick = NULL;
+    c->known_servers = g_strdup(cfg->known_servers);
+    c->known_host = g_strdup(cfg->known_host);
+    c->cfg.known_servers = c->known_servers;
+    c->cfg.known_host = c->known_host;
     if (c->cfg.timeout_ms <= 0)
         c->cfg.timeout_ms = CLIENT_DEFAULT_TIMEOUT * 1000;
     c->cb = cb;
@@ -366,6 +390,35 @@ client_new(const struct client_config *cfg, client_event_fn cb, void *arg)
     return c;
 }
 
+/* Best effort, at a close we did not negotiate: seal an empty TAG_FINAL
+ * frame so that the server can tell our end from a cut, and hand it (with
+ * whatever was waiting) to the socket without blocking. Nothing is reported:
+ * the session is ending anyway. */
+static void
+client_send_final(struct client *c)
+{
+    uint8_t *sealed = NULL;
+    size_t slen = 0;
+    ssize_t n;
+    int i;
+
+    if (c->t == NULL || !c->secure || secure_tx_finished(c->sec))
+        return;
+    if (secure_sealed_len(c->sec, 0) > c->max_frame ||
+        buf_room(&c->out) < FRAME_HDR + secure_sealed_len(c->sec, 0))
+        return;
+    if (secure_seal(c->sec, "", 0, true, &sealed, &slen) != CHAT_OK)
+        return;
+    (void)frame_encode(&c->out, c->max_frame, sealed, slen);
+    g_free(sealed);
+    for (i = 0; i < 64 && buf_len(&c->out) > 0; i++) {
+        n = transport_send(c->t, buf_ptr(&c->out), buf_len(&c->out));
+        if (n <= 0)
+            break;
+        buf_consume(&c->out, (size_t)n);
+    }
+}
+
 static void
 client_detach(struct client *c)
 {
@@ -385,7 +438,13 @@ client_free(struct client *c)
 
     if (c == NULL)
         return;
+    client_send_final(c);
     client_detach(c);
+    secure_free(c->sec);
+    c->sec = NULL;
+    g_free(c->bye_reason);
+    g_free(c->known_servers);
+    g_free(c->known_host);
     buf_cleanup(&c->in);
     buf_cleanup(&c->out);
     while ((r = g_queue_pop_head(&c->queue)) != NULL)
@@ -439,8 +498,27 @@ client_close(struct client *c, enum client_exit end, const char *fmt, ...)
     va_end(ap);
     clean_text(c->end_reason);
     c->deadline_us = 0;
+    client_send_final(c);
     client_detach(c);
     log_info("session closed: %s", c->end_reason);
+}
+
+static void client_notice(struct client *c, enum client_notice kind,
+                          const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+static void
+client_notice(struct client *c, enum client_notice kind, const char *fmt, ...)
+{
+    va_list ap;
+    char *text;
+
+    va_start(ap, fmt);
+    text = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    log_info("%s", text);
+    if (c->cfg.notice != NULL)
+        c->cfg.notice(kind, text, c->cb_arg);
+    g_free(text);
 }
 
 enum client_state
@@ -483,6 +561,72 @@ size_t
 client_queued(const struct client *c)
 {
     return c->queue.length;
+}
+
+bool
+client_secure(const struct client *c)
+{
+    return c->secure;
+}
+
+const char *
+client_server_fingerprint(const struct client *c)
+{
+    return c->secure ? c->server_fp : NULL;
+}
+
+char *
+client_info(const struct client *c)
+{
+    GString *s = g_string_new(NULL);
+    char desc[256];
+    char *nick;
+    guint i;
+
+    if (c->t != NULL) {
+        transport_describe(c->t, desc, sizeof(desc));
+        g_string_append_printf(s, "connection: %s\n", desc);
+    } else {
+        g_string_append(s, "connection: closed\n");
+    }
+    if (c->secure) {
+        g_string_append_printf(s,
+                               "encryption: secure session (X25519, "
+                               "XChaCha20-Poly1305); the server reads "
+                               "everything, others on the path do not\n"
+                               "server key: %s\n",
+                               c->server_fp);
+        if (c->known_servers != NULL)
+            g_string_append_printf(s, "known as:   %s port %u in %s\n",
+                                   c->known_host, c->cfg.known_port,
+                                   c->known_servers);
+        g_string_append_printf(s, "your key:   %s\n",
+                               c->cfg.identity != NULL
+                                   ? identity_fingerprint_str(c->cfg.identity)
+                                   : "none sent");
+    } else {
+        g_string_append_printf(
+            s,
+            "encryption: none: anyone on the path can read and change "
+            "this session%s\n",
+            c->offers_secure ? " (the server offers secure sessions: "
+                               "reconnect with --secure)"
+                             : "");
+    }
+    nick = g_strdup(c->nick);
+    clean_text(nick);
+    g_string_append_printf(s, "nick:       %s\n", nick);
+    g_free(nick);
+    g_string_append(s, "rooms:     ");
+    for (i = 0; i < c->rooms->len; i++)
+        g_string_append_printf(s, " %s",
+                               (char *)g_ptr_array_index(c->rooms, i));
+    if (c->rooms->len == 0)
+        g_string_append(s, " none");
+    if (c->current != NULL)
+        g_string_append_printf(s, " (current: %s)", c->current);
+    g_string_append_c(s, '\n');
+    return g_string_free(s, FALSE);
 }
 
 /* Joined rooms */
@@ -577,12 +721,69 @@ client_write(struct client *c)
     client_update_events(c);
 }
 
-/* Frame one serialized message straight into the output buffer. */
-static bool
-client_put(struct client *c, const char *json, size_t len)
+/* Bytes a frame carrying len bytes of JSON takes in c->out. */
+static size_t
+client_frame_len(const struct client *c, size_t len)
 {
-    int rc = frame_encode(&c->out, c->max_frame, json, len);
+    return FRAME_HDR + (c->secure ? secure_sealed_len(c->sec, len) : len);
+}
 
+/* The longest JSON request that fits in a frame the server takes. */
+static size_t
+client_json_max(const struct client *c)
+{
+    if (c->secure || c->sec_wait)
+        return c->max_frame > SECURE_OVERHEAD_MAX
+                   ? c->max_frame - SECURE_OVERHEAD_MAX
+                   : 0;
+    return c->max_frame;
+}
+
+/* Seal one serialized message (final: our TAG_FINAL) and frame it into
+ * the output buffer. Everything is checked before sealing: a sealed frame
+ * that is then dropped would put the stream out of step. */
+static bool
+client_put_sealed(struct client *c, const char *json, size_t len, bool final)
+{
+    uint8_t *sealed = NULL;
+    size_t slen;
+    int rc;
+
+    if (secure_tx_finished(c->sec))
+        return false; /* nothing goes after our FINAL (a late pong) */
+    slen = secure_sealed_len(c->sec, len);
+    if (slen > c->max_frame) {
+        log_warn("a request of %zu bytes does not fit in a sealed frame", len);
+        return false;
+    }
+    if (buf_room(&c->out) < FRAME_HDR + slen) {
+        client_close(c, CLIENT_EXIT_CLOSED,
+                     "the server is not reading: %d bytes waiting",
+                     CLIENT_OUT_MAX);
+        return false;
+    }
+    rc = secure_seal(c->sec, json, len, final, &sealed, &slen);
+    if (rc == CHAT_OK)
+        rc = frame_encode(&c->out, c->max_frame, sealed, slen);
+    g_free(sealed);
+    if (rc != CHAT_OK) {
+        client_close(c, CLIENT_EXIT_CLOSED, "secure session failed: %s",
+                     chat_strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+/* Frame one serialized message straight into the output buffer (sealed
+ * in a secure session). */
+static bool
+client_put(struct client *c, const char *json, size_t len, bool final)
+{
+    int rc;
+
+    if (c->secure)
+        return client_put_sealed(c, json, len, final);
+    rc = frame_encode(&c->out, c->max_frame, json, len);
     if (rc == CHAT_EFULL) {
         client_close(c, CLIENT_EXIT_CLOSED,
                      "the server is not reading: %d bytes waiting",
@@ -601,7 +802,7 @@ client_send_now(struct client *c, cJSON *obj)
 
     json = msg_encode(obj, &len);
     cJSON_Delete(obj);
-    if (json != NULL && client_put(c, json, len))
+    if (json != NULL && client_put(c, json, len, false))
         client_write(c);
     g_free(json);
 }
@@ -624,20 +825,23 @@ client_flush(struct client *c)
 {
     struct client_req *r;
 
-    while (c->t != NULL && (r = g_queue_peek_head(&c->queue)) != NULL) {
+    /* During the handshake nothing may go out but its request. */
+    while (c->t != NULL && !c->sec_wait &&
+           (r = g_queue_peek_head(&c->queue)) != NULL) {
         if (r->paced && c->paced) {
             rate_refill(c);
             if (c->tokens < 1.0)
                 break;
         }
-        if (buf_room(&c->out) < FRAME_HDR + r->len)
+        if (buf_room(&c->out) < client_frame_len(c, r->len))
             break; /* wait for the socket to drain */
         if (r->paced && c->paced)
             c->tokens -= 1.0;
         g_queue_pop_head(&c->queue);
         if (r->is_quit)
             c->deadline_us = now_us() + (int64_t)c->cfg.timeout_ms * 1000;
-        if (!client_put(c, r->json, r->len)) {
+        /* In a secure session quit is our last frame: TAG_FINAL. */
+        if (!client_put(c, r->json, r->len, r->is_quit)) {
             req_free(r);
             return;
         }
@@ -664,11 +868,12 @@ client_enqueue(struct client *c, cJSON *obj, bool paced, bool is_quit,
         g_snprintf(why, why_len, "cannot encode the request");
         return CHAT_EPROTO;
     }
-    if (len == 0 || len > c->max_frame) {
+    if (len == 0 || len > client_json_max(c)) {
         g_snprintf(why, why_len,
                    "request of %zu bytes is over the server's frame limit "
-                   "of %zu bytes",
-                   len, c->max_frame);
+                   "of %zu bytes%s",
+                   len, client_json_max(c),
+                   c->secure ? " (less the sealing overhead)" : "");
         g_free(json);
         return CHAT_ETOOBIG;
     }
@@ -757,6 +962,12 @@ client_quit(struct client *c, const char *reason)
 
     if (c->state != CLIENT_READY && c->state != CLIENT_HELLO)
         return;
+    if (c->sec_wait) {
+        /* Mid-handshake: nothing was said yet, there is nobody to tell. */
+        c->quit_asked = true;
+        client_close(c, CLIENT_EXIT_OK, "quit");
+        return;
+    }
     obj = client_request(c, "quit", &id);
     if (obj != NULL && reason != NULL && *reason != '\0')
         cJSON_AddStringToObject(obj, "reason", reason);
@@ -769,12 +980,35 @@ client_quit(struct client *c, const char *reason)
 
 /* Connecting */
 
+/* hello: plain, or sealed and (with an identity) signed in a secure
+ * session. */
+static int
+client_send_hello(struct client *c, char *why, size_t why_len)
+{
+    cJSON *hello;
+
+    hello = msg_build_hello(c->nick, PACKAGE_NAME "/" PACKAGE_VERSION);
+    if (hello == NULL) {
+        g_snprintf(why, why_len, "out of memory");
+        return CHAT_ESYS;
+    }
+    if (c->secure && c->cfg.identity != NULL &&
+        secure_client_sign_hello(c->sec, identity_secret_key(c->cfg.identity),
+                                 hello) != CHAT_OK) {
+        cJSON_Delete(hello);
+        g_snprintf(why, why_len, "cannot sign hello with your identity");
+        return CHAT_ESYS;
+    }
+    client_send_now(c, hello);
+    return CHAT_OK;
+}
+
 int
 client_connect(struct client *c, const char *url, struct loop *l, char *why,
                size_t why_len)
 {
     const char *sep;
-    cJSON *hello;
+    cJSON *req = NULL;
     int rc;
 
     rc = transport_connect_url(url, CLIENT_DEFAULT_PORT, c->cfg.timeout_ms,
@@ -800,13 +1034,20 @@ client_connect(struct client *c, const char *url, struct loop *l, char *why,
     }
     c->state = CLIENT_HELLO;
     c->deadline_us = now_us() + (int64_t)c->cfg.timeout_ms * 1000;
-    hello = msg_build_hello(c->nick, PACKAGE_NAME "/" PACKAGE_VERSION);
-    if (hello == NULL) {
-        g_snprintf(why, why_len, "out of memory");
-        return CHAT_ESYS;
+    if (c->cfg.secure != CLIENT_SECURE_OFF) {
+        /* The secure request must be our first frame; hello waits for
+         * the reply (client_handshake). */
+        rc = secure_client_start(&c->sec, &req);
+        if (rc != CHAT_OK) {
+            g_snprintf(why, why_len, "cannot start a secure session: %s",
+                       chat_strerror(rc));
+            return rc;
+        }
+        c->sec_wait = true;
+        client_send_now(c, req);
+        return CHAT_OK;
     }
-    client_send_now(c, hello);
-    return CHAT_OK;
+    return client_send_hello(c, why, why_len);
 }
 
 /* Receiving */
@@ -838,6 +1079,20 @@ apply_limits(struct client *c, const cJSON *welcome)
     }
 }
 
+/* True when welcome's features array lists name. */
+static bool
+has_feature(const cJSON *welcome, const char *name)
+{
+    const cJSON *f = get_array(welcome, "features"), *it;
+
+    cJSON_ArrayForEach(it, f)
+    {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, name) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* The request an answer is for, when it carries one of our ids. */
 static bool
 answer_id(const cJSON *obj, uint32_t *id)
@@ -863,6 +1118,7 @@ client_state_before(struct client *c, const struct client_event *ev,
         g_free(c->nick);
         c->nick = g_strdup(ev->nick);
         apply_limits(c, ev->obj);
+        c->offers_secure = has_feature(ev->obj, "secure");
         if (c->state == CLIENT_HELLO) { /* not quitting already */
             c->state = CLIENT_READY;
             c->deadline_us = 0;
@@ -907,6 +1163,18 @@ client_state_before(struct client *c, const struct client_event *ev,
     }
 }
 
+/* The session ends with the server's bye. */
+static void
+client_close_bye(struct client *c, const char *reason)
+{
+    if (c->quit_asked)
+        client_close(c, CLIENT_EXIT_OK, "bye");
+    else
+        client_close(c, CLIENT_EXIT_CLOSED,
+                     "connection closed by the server: %s",
+                     reason ? reason : "bye");
+}
+
 static void
 client_state_after(struct client *c, const struct client_event *ev,
                    bool was_hello)
@@ -916,6 +1184,10 @@ client_state_after(struct client *c, const struct client_event *ev,
 
     switch (ev->type) {
     case CEV_WELCOME:
+        if (was_hello && !c->secure && c->offers_secure)
+            client_notice(c, CLIENT_NOTICE_HINT,
+                          "this session is not encrypted, but the server "
+                          "offers secure sessions: connect with --secure");
         if (!was_hello || c->state != CLIENT_READY)
             break;
         for (i = 0; i < c->cfg.n_rooms; i++)
@@ -928,21 +1200,33 @@ client_state_after(struct client *c, const struct client_event *ev,
     case CEV_ERROR:
         pe = proto_err_from_code(ev->code);
         if (was_hello)
-            client_close(c, CLIENT_EXIT_REFUSED,
-                         "refused by the server: %s: %s", ev->code,
-                         ev->message ? ev->message : "");
+            client_close(
+                c, CLIENT_EXIT_REFUSED, "refused by the server: %s: %s%s",
+                ev->code, ev->message ? ev->message : "",
+                pe == PE_ENCRYPTION_REQUIRED && !c->secure
+                    ? " (this server takes secure sessions only: connect "
+                      "with --secure)"
+                : pe == PE_NICK_RESERVED
+                    ? " (the nick is reserved for another key: choose "
+                      "another with -n)"
+                    : "");
         else if (proto_err_closes(pe))
             client_close(c, CLIENT_EXIT_CLOSED,
                          "connection closed by the server: %s: %s", ev->code,
                          ev->message ? ev->message : "");
         break;
     case CEV_BYE:
-        if (c->quit_asked)
-            client_close(c, CLIENT_EXIT_OK, "bye");
-        else
-            client_close(c, CLIENT_EXIT_CLOSED,
-                         "connection closed by the server: %s",
-                         ev->reason ? ev->reason : "bye");
+        if (c->secure && !c->peer_final) {
+            /* The server's FINAL frame comes next: wait for it, so that
+             * the end of the session is authenticated. */
+            c->bye_seen = true;
+            g_free(c->bye_reason);
+            c->bye_reason = g_strdup(ev->reason);
+            c->state = CLIENT_QUITTING;
+            c->deadline_us = now_us() + (int64_t)c->cfg.timeout_ms * 1000;
+            break;
+        }
+        client_close_bye(c, ev->reason);
         break;
     default:
         break;
@@ -1003,6 +1287,251 @@ client_handle(struct client *c, const uint8_t *p, size_t n)
         c->deadline_us = now_us() + (int64_t)c->cfg.timeout_ms * 1000;
 }
 
+/* Secure handshake (doc/SECURE.md section 10, client side) */
+
+/* A valid fingerprint that no key has: looking it up tells whether the
+ * file has any entry for a host and port. */
+#define CLIENT_NO_FP                                                           \
+    "SHA256:0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 "      \
+    "0000 0000 0000 0000"
+
+/* Whether the known-servers file has an entry for our server. A file that
+ * cannot be read counts as one: a damaged pin must not turn into a first
+ * use, nor allow plain text. */
+static bool
+client_pinned(const struct client *c)
+{
+    struct identity_error err;
+    enum identity_known known;
+
+    if (c->known_servers == NULL || c->known_host == NULL)
+        return false;
+    if (identity_known_lookup(c->known_servers, c->known_host,
+                              c->cfg.known_port, CLIENT_NO_FP, &known, NULL,
+                              &err) != CHAT_OK) {
+        log_warn("%s", err.text);
+        return true;
+    }
+    return known != IDENTITY_KNOWN_NEW;
+}
+
+/* The server answered `secure` with a plain error: it does not offer
+ * secure sessions (unknown_type), or refused the request. Neither is
+ * authenticated: anyone on the path could have sent it. */
+static void
+client_handshake_error(struct client *c, const cJSON *root)
+{
+    const char *code = get_str(root, "code"), *msg = get_str(root, "message");
+    char why[160];
+
+    if (code == NULL || strcmp(code, "unknown_type") != 0) {
+        client_close(c, CLIENT_EXIT_REFUSED,
+                     "secure handshake refused by the server: %s: %s",
+                     code != NULL ? code : "error", msg != NULL ? msg : "");
+        return;
+    }
+    if (c->cfg.secure == CLIENT_SECURE_REQUIRED) {
+        client_close(c, CLIENT_EXIT_REFUSED,
+                     "the server does not offer secure sessions (it says "
+                     "\"%s\", unauthenticated), and --secure requires one",
+                     msg != NULL ? msg : code);
+        return;
+    }
+    if (client_pinned(c)) {
+        client_close(c, CLIENT_EXIT_REFUSED,
+                     "%s port %u has a key in %s, but the answer says it "
+                     "does not offer secure sessions: refusing to fall back "
+                     "to plain text (someone may be downgrading the "
+                     "connection)",
+                     c->known_host, c->cfg.known_port, c->known_servers);
+        return;
+    }
+    client_notice(c, CLIENT_NOTICE_WARNING,
+                  "the server does not offer secure sessions: this session "
+                  "is NOT encrypted");
+    secure_free(c->sec);
+    c->sec = NULL;
+    c->sec_wait = false;
+    if (client_send_hello(c, why, sizeof(why)) != CHAT_OK)
+        client_close(c, CLIENT_EXIT_CLOSED, "%s", why);
+}
+
+/* Look the key the server proved up in the known-servers file: true to go
+ * on; false after closing (mismatch, refused, file trouble). */
+static bool
+client_check_known(struct client *c)
+{
+    struct identity_known_entry old;
+    struct identity_error err;
+    struct client_trust_ask q;
+    enum identity_known known;
+    char *text;
+    bool trust;
+
+    if (c->known_servers == NULL || c->known_host == NULL) {
+        client_close(c, CLIENT_EXIT_REFUSED,
+                     "no known-servers file to check the server's key "
+                     "against");
+        return false;
+    }
+    if (identity_known_lookup(c->known_servers, c->known_host,
+                              c->cfg.known_port, c->server_fp, &known, &old,
+                              &err) != CHAT_OK) {
+        client_close(c, CLIENT_EXIT_REFUSED,
+                     "cannot check the server's key: %s", err.text);
+        return false;
+    }
+    if (known == IDENTITY_KNOWN_MATCH)
+        return true;
+    if (known == IDENTITY_KNOWN_MISMATCH) {
+        text =
+            identity_known_mismatch_text(c->known_servers, c->known_host,
+                                         c->cfg.known_port, &old, c->server_fp);
+        client_notice(c, CLIENT_NOTICE_REFUSAL, "%s", text);
+        g_free(text);
+        client_close(c, CLIENT_EXIT_REFUSED,
+                     "refused: the key of %s port %u is not the one "
+                     "remembered (line %u of %s); nothing was sent",
+                     c->known_host, c->cfg.known_port, old.line,
+                     c->known_servers);
+        return false;
+    }
+    /* First use. */
+    q.host = c->known_host;
+    q.port = c->cfg.known_port;
+    q.fingerprint = c->server_fp;
+    q.known_servers = c->known_servers;
+    if (c->cfg.accept_new) {
+        trust = true;
+    } else if (c->cfg.ask != NULL) {
+        trust = c->cfg.ask(&q, c->cb_arg);
+        if (!trust)
+            client_close(c, CLIENT_EXIT_REFUSED,
+                         "the server %s port %u was not trusted; nothing "
+                         "was sent",
+                         c->known_host, c->cfg.known_port);
+    } else {
+        trust = false;
+        client_close(c, CLIENT_EXIT_REFUSED,
+                     "%s port %u is a new server, with key %s. Compare it "
+                     "with the fingerprint its operator gives, then connect "
+                     "again with --accept-new to remember it",
+                     c->known_host, c->cfg.known_port, c->server_fp);
+    }
+    if (!trust || c->state == CLIENT_CLOSED)
+        return false;
+    if (identity_known_add(c->known_servers, c->known_host, c->cfg.known_port,
+                           c->server_fp, &err) != CHAT_OK)
+        client_notice(c, CLIENT_NOTICE_WARNING,
+                      "trusting the server for this session only: %s",
+                      err.text);
+    else
+        client_notice(c, CLIENT_NOTICE_TRUSTED,
+                      "remembered %s port %u with key %s in %s", c->known_host,
+                      c->cfg.known_port, c->server_fp, c->known_servers);
+    return true;
+}
+
+/* The plain frame that answers our `secure` request. */
+static void
+client_handshake(struct client *c, const uint8_t *p, size_t n)
+{
+    uint8_t pk[SECURE_PK_BYTES];
+    const char *type, *why = NULL;
+    char err[160];
+    cJSON *root;
+    int rc;
+
+    root = cJSON_ParseWithLength((const char *)p, n);
+    type = get_str(root, "type");
+    if (type != NULL && strcmp(type, "ping") == 0) {
+        /* A pong now would be a plain frame the server cannot open. */
+        cJSON_Delete(root);
+        return;
+    }
+    if (type != NULL && strcmp(type, "error") == 0) {
+        client_handshake_error(c, root);
+        cJSON_Delete(root);
+        return;
+    }
+    if (root == NULL) {
+        client_close(c, CLIENT_EXIT_REFUSED,
+                     "secure handshake failed: the server's reply is not "
+                     "JSON");
+        return;
+    }
+    rc = secure_client_finish(c->sec, root, pk, &why);
+    cJSON_Delete(root);
+    if (rc != CHAT_OK) {
+        client_close(c, CLIENT_EXIT_REFUSED, "secure handshake failed: %s",
+                     why != NULL ? why : chat_strerror(rc));
+        return;
+    }
+    identity_fingerprint(pk, c->server_fp);
+    if (!client_check_known(c))
+        return;
+    c->sec_wait = false;
+    c->secure = true;
+    client_notice(c, CLIENT_NOTICE_SECURE, "encrypted session; server key %s",
+                  c->server_fp);
+    /* A question on the terminal may have taken a while. */
+    c->deadline_us = now_us() + (int64_t)c->cfg.timeout_ms * 1000;
+    if (client_send_hello(c, err, sizeof(err)) != CHAT_OK)
+        client_close(c, CLIENT_EXIT_CLOSED, "%s", err);
+}
+
+/* One frame payload from the server: the handshake reply, a plain
+ * message, or a sealed one to open first. */
+static void
+client_frame(struct client *c, const uint8_t *body, size_t len)
+{
+    uint8_t *plain = NULL;
+    size_t plen = 0;
+    bool final = false;
+
+    if (c->sec_wait) {
+        client_handshake(c, body, len);
+        return;
+    }
+    if (!c->secure) {
+        client_handle(c, body, len);
+        return;
+    }
+    if (secure_open(c->sec, body, len, &plain, &plen, &final) != CHAT_OK) {
+        client_close(c, CLIENT_EXIT_CLOSED, "secure session failed: %s",
+                     c->peer_final
+                         ? "the server sent a frame after its final one"
+                         : "a frame from the server did not open (changed, "
+                           "cut, replayed or not sealed)");
+        return;
+    }
+    if (final)
+        c->peer_final = true;
+    if (plen > 0)
+        client_handle(c, plain, plen);
+    g_free(plain);
+    if (final && c->state != CLIENT_CLOSED) {
+        if (c->bye_seen)
+            client_close_bye(c, c->bye_reason);
+        else
+            client_close(c, CLIENT_EXIT_CLOSED,
+                         "connection closed by the server (its final frame "
+                         "came without bye)");
+    }
+}
+
+/* The session ended under us: in a secure session, say whether the end
+ * was the server's own. */
+static void
+client_warn_cut(struct client *c)
+{
+    if (c->secure && !c->peer_final)
+        client_notice(c, CLIENT_NOTICE_WARNING,
+                      "the server's end was not authenticated: the "
+                      "connection ended without its final frame, so someone "
+                      "else may have cut it");
+}
+
 static void
 client_frames(struct client *c)
 {
@@ -1026,7 +1555,7 @@ client_frames(struct client *c)
                          c->max_frame);
             return;
         }
-        client_handle(c, body, len);
+        client_frame(c, body, len);
         frame_consume(&c->in, len);
     }
 }
@@ -1050,7 +1579,14 @@ client_read(struct client *c)
         if (n == CHAT_EAGAIN)
             return;
         if (n == CHAT_ECLOSED) {
-            if (!c->welcomed)
+            client_warn_cut(c);
+            if (c->bye_seen)
+                client_close_bye(c, c->bye_reason);
+            else if (c->sec_wait)
+                client_close(c, CLIENT_EXIT_CLOSED,
+                             "connection closed by the server during the "
+                             "secure handshake");
+            else if (!c->welcomed)
                 client_close(c, CLIENT_EXIT_CLOSED,
                              "connection closed by the server before "
                              "welcome");
@@ -1063,6 +1599,7 @@ client_read(struct client *c)
             return;
         }
         if (n < 0) {
+            client_warn_cut(c);
             client_close(c, CLIENT_EXIT_CLOSED,
                          "connection to the server lost: %s",
                          chat_strerror((int)n));
@@ -1129,7 +1666,14 @@ client_tick(struct client *c)
         return;
     }
     if (c->deadline_us != 0 && now_us() >= c->deadline_us) {
-        if (!c->welcomed)
+        if (c->bye_seen) {
+            client_warn_cut(c);
+            client_close_bye(c, c->bye_reason);
+        } else if (c->sec_wait)
+            client_close(c, CLIENT_EXIT_UNREACHABLE,
+                         "no answer to the secure handshake within %d s",
+                         c->cfg.timeout_ms / 1000);
+        else if (!c->welcomed)
             client_close(c, CLIENT_EXIT_UNREACHABLE,
                          "no welcome from the server within %d s",
                          c->cfg.timeout_ms / 1000);
@@ -1430,6 +1974,23 @@ client_command(struct client *c, char *line, char *why, size_t why_len)
     }
     if (g_ascii_strcasecmp(cmd, "help") == 0)
         return CLIENT_INPUT_HELP;
+    if (g_ascii_strcasecmp(cmd, "info") == 0) {
+        if (*rest != '\0') {
+            g_snprintf(why, why_len, "usage: /info");
+            return CLIENT_INPUT_ERROR;
+        }
+        return CLIENT_INPUT_INFO;
+    }
+    /* discovery: printed here, between the erased input line and the
+     * next prompt; nothing goes to the server */
+    if (g_ascii_strcasecmp(cmd, "servers") == 0) {
+        if (*rest != '\0') {
+            g_snprintf(why, why_len, "usage: /servers");
+            return CLIENT_INPUT_ERROR;
+        }
+        discover_session_print(stdout);
+        return CLIENT_INPUT_NONE;
+    }
     g_snprintf(why, why_len, "unknown command /%s (try /help)", cmd);
     return CLIENT_INPUT_ERROR;
 }

@@ -31,13 +31,61 @@ enum client_exit {
     CLIENT_EXIT_FAILED = 5,      /* batch: some request got an error */
 };
 
-struct client; /* opaque */
+struct client;   /* opaque */
+struct identity; /* identity.h */
+
+/* Secure sessions (doc/SECURE.md): whether to send `secure` first. */
+enum client_secure {
+    CLIENT_SECURE_OFF = 0,  /* plain hello, no handshake */
+    CLIENT_SECURE_TRY,      /* handshake; fall back to plain text when the
+                             * server does not offer it, unless the host has
+                             * a known-servers entry (then refuse, exit 3) */
+    CLIENT_SECURE_REQUIRED, /* handshake or nothing (--secure): exit 3 */
+};
+
+/* A server seen for the first time: what to ask the user about. */
+struct client_trust_ask {
+    const char *host; /* as remembered in the file */
+    unsigned port;
+    const char *fingerprint;   /* identity_fingerprint() form */
+    const char *known_servers; /* the file it would go into */
+};
+
+/* Ask whether to trust a new server (interactive mode); true: remember it.
+ * Called with nothing sent yet after the handshake; may block on the
+ * terminal (the welcome wait starts again afterwards). */
+typedef bool (*client_ask_fn)(const struct client_trust_ask *q, void *arg);
+
+enum client_notice {
+    CLIENT_NOTICE_SECURE,  /* established: "secure session, server key ..." */
+    CLIENT_NOTICE_TRUSTED, /* a new server key was remembered */
+    CLIENT_NOTICE_WARNING, /* downgrade to plain, unauthenticated end, ... */
+    CLIENT_NOTICE_REFUSAL, /* several lines said before a refusal (key
+                            * mismatch); the end reason follows */
+    CLIENT_NOTICE_HINT,    /* plain session with a server offering secure */
+};
+
+/* Something to tell the user that is not a message from the server. text
+ * is borrowed, may hold several lines, and has no trailing newline. */
+typedef void (*client_notice_fn)(enum client_notice kind, const char *text,
+                                 void *arg);
 
 struct client_config {
     const char *nick;         /* a valid nick (msg_valid_nick) */
     const char *const *rooms; /* valid room names joined after welcome */
     size_t n_rooms;           /* the first one becomes the current room */
     int timeout_ms;           /* connect, welcome and bye waits */
+    /* Secure sessions; all zero/NULL: plain, as before. Strings copied. */
+    enum client_secure secure;
+    const char *known_servers;       /* known-servers file (identity.h) */
+    const char *known_host;          /* the server as keyed in that file */
+    unsigned known_port;             /* 1-65535 */
+    bool accept_new;                 /* remember a new server without asking */
+    const struct identity *identity; /* prove it in hello (borrowed, must
+                                      * outlive the client); NULL: none */
+    client_ask_fn ask;               /* NULL: a new server is refused unless
+                                      * accept_new (batch) */
+    client_notice_fn notice;         /* NULL: notices are only logged */
 };
 
 /* What a server message is, after parsing. */
@@ -113,7 +161,8 @@ typedef void (*client_event_fn)(const struct client_event *ev, void *arg);
  */
 bool client_event_parse(const cJSON *obj, struct client_event *ev);
 
-/* A new client (not connected). cfg is copied. Never NULL. */
+/* A new client (not connected). cfg is copied; cb_arg is passed to cb and
+ * to cfg->ask and cfg->notice. Never NULL. */
 struct client *client_new(const struct client_config *cfg, client_event_fn cb,
                           void *arg);
 /* Close and free. NULL is a no-op. */
@@ -121,7 +170,8 @@ void client_free(struct client *c);
 
 /*
  * Connect to url (URL or host[:port], default port 7710), watch the stream
- * with l, and send hello. CHAT_OK, or a negative code with why[] saying
+ * with l, and send hello (or first `secure`, per cfg.secure: hello follows
+ * the handshake, sealed). CHAT_OK, or a negative code with why[] saying
  * what failed (the reason alone, without the URL).
  */
 int client_connect(struct client *c, const char *url, struct loop *l, char *why,
@@ -151,6 +201,7 @@ enum client_input_rc {
     CLIENT_INPUT_NONE,  /* empty line: nothing done */
     CLIENT_INPUT_SENT,  /* a request was queued */
     CLIENT_INPUT_HELP,  /* show client_help_text() */
+    CLIENT_INPUT_INFO,  /* show client_info() */
     CLIENT_INPUT_QUIT,  /* quit queued: wait for the session to close */
     CLIENT_INPUT_ERROR, /* nothing sent; why[] says what is wrong */
 };
@@ -174,6 +225,15 @@ const char *client_nick(const struct client *c);
 const char *client_current_room(const struct client *c);
 /* Requests answered with an error since the start. */
 unsigned client_errors(const struct client *c);
+
+/* True once the secure handshake succeeded and the server was trusted:
+ * every frame since is sealed. */
+bool client_secure(const struct client *c);
+/* The server's key fingerprint in a secure session, else NULL. */
+const char *client_server_fingerprint(const struct client *c);
+/* /info: transport, security and session, several lines each ending in
+ * '\n'. g_free() it. */
+char *client_info(const struct client *c);
 
 /* True when text names nick as a whole word, ignoring ASCII case. */
 bool client_mentions(const char *nick, const char *text);

@@ -1,4 +1,5 @@
 /* main.c - sockchat: command line, then the interactive or batch client. */
+#include <errno.h>
 #include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,17 +8,18 @@
 #include <unistd.h>
 
 #include <glib.h>
+#include <sodium.h>
 
 #include "addr.h"
 #include "batch.h"
 #include "client.h"
 #include "config.h"
+#include "discover.h"
 #include "err.h"
+#include "identity.h"
 #include "log.h"
 #include "message.h"
 #include "ui.h"
-
-#define DEFAULT_HOST "localhost"
 
 struct opts {
     char *nick;
@@ -30,7 +32,18 @@ struct opts {
     int timeout;
     int verbose;
     char *trace;
+    /* secure sessions (doc/SECURE.md) */
+    gboolean secure;
+    gboolean accept_new;
+    char *identity;
+    gboolean no_identity;
+    char *known_servers;
     gboolean version;
+    /* discovery (discover.h) */
+    gboolean discover;
+    gboolean passive;
+    gboolean watch;
+    int discovery_port;
 };
 
 static gboolean
@@ -55,8 +68,11 @@ static const char summary_intro[] =
 static const char summary_outro[] =
     "\n"
     "The server is URL (tcp://127.0.0.1:7710, tcp://[::1]:7710,\n"
-    "unix:///path/to/socket) or HOST[:PORT]; the default is localhost,\n"
-    "port 7710, over tcp.";
+    "unix:///path/to/socket) or HOST[:PORT], port 7710 and tcp by default.\n"
+    "Without one, sockchat looks for servers on this host and the LAN\n"
+    "(as --discover does, for one second): it connects to the only one\n"
+    "that answers, lets you pick when several do, and tries localhost\n"
+    "when none does.";
 
 static const char description[] =
     "Batch mode (--batch) reads the same lines from standard input, one\n"
@@ -73,14 +89,36 @@ static const char description[] =
     "any value), with --no-color, or when standard output is not a\n"
     "terminal.\n"
     "\n"
+    "Secure sessions: with --secure, or secure=true in the configuration\n"
+    "file, the session is encrypted (X25519, XChaCha20-Poly1305) and the\n"
+    "server proves its key, which is checked against the known-servers\n"
+    "file as ssh does: a new server is asked about (\"Trust server\n"
+    "HOST:PORT with fingerprint SHA256:...? [y/N]\"), or in batch mode\n"
+    "needs --accept-new; a changed key is refused, and the message says\n"
+    "which line to remove if the change is genuine. A server that is in\n"
+    "that file is always reached securely, --secure or not. The prompt\n"
+    "shows a lock (\"#general (secure)> \" without a UTF-8 locale or with\n"
+    "NO_COLOR), and /info the server's key. Your own key (made on first\n"
+    "use of --secure) proves who you are to servers that reserve nicks.\n"
+    "The server itself still reads everything.\n"
+    "\n"
+    "Files (DIR is $XDG_CONFIG_HOME/sockchat, by default ~/.config/sockchat):\n"
+    "  DIR/client.conf    settings: group [sockchat], secure=true|false,\n"
+    "                     nick=NICK (the command line wins)\n"
+    "  DIR/known_servers  \"host port SHA256:...\" lines (--known-servers)\n"
+    "  DIR/identity.key   your key, mode 0600 (--identity)\n"
+    "\n"
     "Exit status:\n"
     "  0  the session ended normally (quit and bye)\n"
-    "  1  bad command line\n"
+    "  1  bad command line, configuration file or key file\n"
     "  2  the server is unreachable: the connection failed, or no welcome\n"
     "     came within the timeout\n"
-    "  3  the server refused the hello (nick_in_use, server_full,\n"
-    "     version_unsupported, ...)\n"
-    "  4  the server closed the connection unexpectedly\n"
+    "  3  the server refused the hello (nick_in_use, nick_reserved,\n"
+    "     server_full, encryption_required, ...), or no trusted secure\n"
+    "     session: the server offers none, is new (batch without\n"
+    "     --accept-new, or not trusted), or its key has changed\n"
+    "  4  the server closed the connection unexpectedly, or a sealed frame\n"
+    "     did not open (secure session failed)\n"
     "  5  batch mode: a request was answered with an error, or refused\n"
     "     before sending (every other line was still sent)\n"
     "\n"
@@ -108,6 +146,155 @@ default_nick(void)
     const char *user = g_getenv("USER");
 
     return msg_valid_nick(user) ? user : "guest";
+}
+
+/* A file in the configuration directory (g_free it). */
+static char *
+config_path(const char *name)
+{
+    return g_build_filename(g_get_user_config_dir(), "sockchat", name, NULL);
+}
+
+/*
+ * Read client.conf: group [sockchat], keys secure (boolean) and nick. A
+ * missing file is no settings; a damaged one or a bad value is an error
+ * (CLIENT_EXIT_USAGE, said on stderr), never silently ignored.
+ */
+static int
+load_config(char **nick, bool *secure)
+{
+    GKeyFile *kf = g_key_file_new();
+    GError *e = NULL;
+    char *path = config_path("client.conf");
+    char *v = NULL;
+    int status = CLIENT_EXIT_USAGE;
+    gboolean b;
+
+    *nick = NULL;
+    *secure = false;
+    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &e)) {
+        if (g_error_matches(e, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+            status = CLIENT_EXIT_OK;
+        else
+            fprintf(stderr, "sockchat: %s: %s\n", path, e->message);
+        goto out;
+    }
+    if (g_key_file_has_key(kf, "sockchat", "secure", NULL)) {
+        b = g_key_file_get_boolean(kf, "sockchat", "secure", &e);
+        if (e != NULL) {
+            fprintf(stderr, "sockchat: %s: secure: %s (true or false)\n", path,
+                    e->message);
+            goto out;
+        }
+        *secure = b != FALSE;
+    }
+    if (g_key_file_has_key(kf, "sockchat", "nick", NULL)) {
+        v = g_key_file_get_string(kf, "sockchat", "nick", &e);
+        if (v == NULL || !msg_valid_nick(v)) {
+            fprintf(stderr,
+                    "sockchat: %s: bad nick '%s': 1-24 of A-Z a-z 0-9 _ -\n",
+                    path, v != NULL ? v : "");
+            goto out;
+        }
+        *nick = v;
+        v = NULL;
+    }
+    status = CLIENT_EXIT_OK;
+out:
+    g_free(v);
+    g_clear_error(&e);
+    g_key_file_free(kf);
+    g_free(path);
+    return status;
+}
+
+/* How the known-servers file names the server at ep: the host as given
+ * (no brackets) and the port; a UNIX socket is "unix:PATH" and port 7710.
+ * False when it cannot be named (a path with a space, too long). */
+static bool
+known_key(const struct endpoint *ep, char *host, size_t n, unsigned *port)
+{
+    size_t i;
+
+    if (strcmp(ep->scheme, "unix") == 0) {
+        g_snprintf(host, n, "unix:%s", ep->path);
+        *port = CLIENT_DEFAULT_PORT;
+    } else {
+        g_snprintf(host, n, "%s", ep->host);
+        *port = ep->port;
+    }
+    if (host[0] == '\0' || strlen(host) > IDENTITY_HOST_MAX || *port == 0)
+        return false;
+    for (i = 0; host[i] != '\0'; i++)
+        if ((unsigned char)host[i] <= 0x20 || host[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/*
+ * The secure mode for this server: required when asked; otherwise TRY
+ * when the known-servers file has an entry for it (a pinned server is
+ * never reached in plain text), else OFF. CLIENT_EXIT_OK or an exit
+ * status, said on stderr.
+ */
+static int
+secure_plan(bool required, const char *known, const char *host, unsigned port,
+            bool named, enum client_secure *mode)
+{
+    static const char no_fp[] =
+        "SHA256:0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 0000 "
+        "0000 0000 0000 0000";
+    struct identity_error err;
+    enum identity_known res;
+
+    *mode = required ? CLIENT_SECURE_REQUIRED : CLIENT_SECURE_OFF;
+    if (!named) {
+        if (!required)
+            return CLIENT_EXIT_OK;
+        fprintf(stderr,
+                "sockchat: --secure: cannot remember the key of '%s' in the "
+                "known-servers file (a name with spaces?)\n",
+                host);
+        return CLIENT_EXIT_USAGE;
+    }
+    if (identity_known_lookup(known, host, port, no_fp, &res, NULL, &err) !=
+        CHAT_OK) {
+        fprintf(stderr, "sockchat: %s\n", err.text);
+        return CLIENT_EXIT_USAGE;
+    }
+    if (!required && res != IDENTITY_KNOWN_NEW)
+        *mode = CLIENT_SECURE_TRY;
+    return CLIENT_EXIT_OK;
+}
+
+/*
+ * Your key, for a secure session: --identity FILE or the default file,
+ * made when missing if --identity or --secure asked for it, else only
+ * loaded when it exists. *id stays NULL without one.
+ */
+static int
+load_identity(const char *given, bool create, struct identity **id)
+{
+    struct identity_error err;
+    char *path = given != NULL ? g_strdup(given) : config_path("identity.key");
+    bool created = false;
+    int rc;
+
+    *id = NULL;
+    if (create) {
+        rc = identity_load_or_create(path, id, &created, &err);
+    } else {
+        rc = identity_load(path, id, &err);
+        if (rc == CHAT_ESYS && errno == ENOENT)
+            rc = CHAT_OK;
+    }
+    if (rc != CHAT_OK)
+        fprintf(stderr, "sockchat: your identity: %s\n", err.text);
+    else if (created)
+        fprintf(stderr, "sockchat: made your identity key %s (%s)\n", path,
+                identity_fingerprint_str(*id));
+    g_free(path);
+    return rc == CHAT_OK ? CLIENT_EXIT_OK : CLIENT_EXIT_USAGE;
 }
 
 static bool
@@ -156,8 +343,42 @@ main(int argc, char **argv)
          "Trace WHAT to standard error; WHAT is \"sockets\": one line per "
          "socket call",
          "WHAT"},
+        {"secure", 0, 0, G_OPTION_ARG_NONE, &o.secure,
+         "Require a secure (encrypted) session, checking the server's key "
+         "(default: secure= in client.conf, else plain unless the server is "
+         "in the known-servers file)",
+         NULL},
+        {"accept-new", 0, 0, G_OPTION_ARG_NONE, &o.accept_new,
+         "Remember a server seen for the first time without asking (batch "
+         "mode refuses new servers without it); a changed key is still "
+         "refused",
+         NULL},
+        {"identity", 0, 0, G_OPTION_ARG_FILENAME, &o.identity,
+         "Prove your identity with the key in FILE, made if missing (default: "
+         "identity.key in the configuration directory)",
+         "FILE"},
+        {"no-identity", 0, 0, G_OPTION_ARG_NONE, &o.no_identity,
+         "Send no identity in a secure session", NULL},
+        {"known-servers", 0, 0, G_OPTION_ARG_FILENAME, &o.known_servers,
+         "Remember server keys in FILE (default: known_servers in the "
+         "configuration directory)",
+         "FILE"},
         {"version", 0, 0, G_OPTION_ARG_NONE, &o.version,
          "Print the version and exit", NULL},
+        /* discovery (discover.h) */
+        {"discover", 0, 0, G_OPTION_ARG_NONE, &o.discover,
+         "List the servers on this host and the LAN, one line each (probe "
+         "and listen for --timeout seconds, default 2), and exit; with "
+         "--json one JSON object each",
+         NULL},
+        {"passive", 0, 0, G_OPTION_ARG_NONE, &o.passive,
+         "With --discover: send no probe, only listen for beacons", NULL},
+        {"watch", 0, 0, G_OPTION_ARG_NONE, &o.watch,
+         "With --discover: print servers as they appear (+), change (*), "
+         "restart (~) and expire (-)",
+         NULL},
+        {"discovery-port", 0, 0, G_OPTION_ARG_INT, &o.discovery_port,
+         "UDP port of discovery (default: 7711)", "PORT"},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
     struct client_config cfg;
@@ -169,11 +390,20 @@ main(int argc, char **argv)
     char *summary = NULL;
     const char *url;
     char shown[ADDR_URL_MAX], why[128], room[MSG_ROOM_MAX + 3];
+    char found[ADDR_URL_MAX]; /* discovery: the server chosen */
     int status = CLIENT_EXIT_USAGE;
     size_t i;
+    /* secure sessions */
+    struct identity *me = NULL;
+    char *conf_nick = NULL, *known_path = NULL;
+    char known_host[IDENTITY_HOST_MAX + 8];
+    unsigned known_port = 0;
+    bool conf_secure = false, named;
+    enum client_secure mode = CLIENT_SECURE_OFF;
 
     memset(&o, 0, sizeof(o));
-    o.timeout = CLIENT_DEFAULT_TIMEOUT;
+    o.timeout = G_MININT; /* discovery: the default depends on the mode */
+    o.discovery_port = DISCOVERY_PORT;
     setlocale(LC_ALL, "");
     log_setup("sockchat", LOG_LEVEL_WARN);
 
@@ -198,10 +428,25 @@ main(int argc, char **argv)
         status = usage_error("too many arguments: '%s'", argv[2]);
         goto out;
     }
-    if (o.json && !o.batch) {
-        status = usage_error("%s", "--json needs --batch");
+    if (o.json && !o.batch && !o.discover) {
+        status = usage_error("%s", "--json needs --batch or --discover");
         goto out;
     }
+    /* discovery: option checks */
+    if ((o.passive || o.watch) && !o.discover) {
+        status = usage_error("%s", "--passive and --watch need --discover");
+        goto out;
+    }
+    if (o.discover && (o.batch || argc > 1)) {
+        status = usage_error("%s", "--discover takes no server and no --batch");
+        goto out;
+    }
+    if (o.discovery_port < 1 || o.discovery_port > 65535) {
+        status = usage_error("%s", "--discovery-port must be 1-65535");
+        goto out;
+    }
+    if (o.timeout == G_MININT)
+        o.timeout = o.discover ? DISCOVER_DEFAULT_S : CLIENT_DEFAULT_TIMEOUT;
     if (o.bell && o.no_bell) {
         status = usage_error("%s", "--bell and --no-bell contradict");
         goto out;
@@ -219,6 +464,17 @@ main(int argc, char **argv)
         status = usage_error("bad nick '%s': 1-24 of A-Z a-z 0-9 _ -", o.nick);
         goto out;
     }
+    /* secure sessions: options, client.conf, the known-servers file */
+    if (o.no_identity && o.identity != NULL) {
+        status = usage_error("%s", "--identity and --no-identity contradict");
+        goto out;
+    }
+    status = load_config(&conf_nick, &conf_secure);
+    if (status != CLIENT_EXIT_OK)
+        goto out;
+    status = CLIENT_EXIT_USAGE;
+    known_path = o.known_servers != NULL ? g_strdup(o.known_servers)
+                                         : config_path("known_servers");
     rooms = g_ptr_array_new_with_free_func(g_free);
     for (i = 0; o.rooms != NULL && o.rooms[i] != NULL; i++) {
         g_snprintf(room, sizeof(room), "%s%s", o.rooms[i][0] == '#' ? "" : "#",
@@ -232,7 +488,37 @@ main(int argc, char **argv)
     }
     if (rooms->len == 0 && !o.batch)
         g_ptr_array_add(rooms, g_strdup(CLIENT_DEFAULT_ROOM));
-    url = argc > 1 ? argv[1] : DEFAULT_HOST;
+    /* discovery: --discover, /servers, and no server given */
+    log_setup("sockchat", o.verbose >= 2   ? LOG_LEVEL_DEBUG
+                          : o.verbose == 1 ? LOG_LEVEL_INFO
+                                           : LOG_LEVEL_WARN);
+    log_set_trace_sockets(o.trace != NULL);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "sockchat: cannot initialise libsodium\n");
+        status = CLIENT_EXIT_UNREACHABLE;
+        goto out;
+    }
+    {
+        struct discover_opts dop = {
+            .port = (uint16_t)o.discovery_port,
+            .probe = !o.passive,
+            .json = o.json != FALSE,
+            .watch = o.watch != FALSE,
+            .known_servers = known_path,
+        };
+
+        if (o.discover) {
+            status = discover_main(&dop, o.timeout * 1000);
+            goto out;
+        }
+        discover_session_setup(&dop);
+        if (argc <= 1) {
+            if (!discover_choose(&dop, !o.batch && isatty(STDIN_FILENO),
+                                 found, sizeof(found), &status))
+                goto out;
+        }
+    }
+    url = argc > 1 ? argv[1] : found;
     if (addr_parse_url(url, "tcp", CLIENT_DEFAULT_PORT, &ep, why,
                        sizeof(why)) != CHAT_OK) {
         fprintf(stderr, "sockchat: bad server '%s': %s\n", url, why);
@@ -240,6 +526,19 @@ main(int argc, char **argv)
         goto out;
     }
     addr_format_url(&ep, shown, sizeof(shown));
+    named = known_key(&ep, known_host, sizeof(known_host), &known_port);
+    status = secure_plan(o.secure || conf_secure, known_path, known_host,
+                         known_port, named, &mode);
+    if (status != CLIENT_EXIT_OK)
+        goto out;
+    if (mode != CLIENT_SECURE_OFF && !o.no_identity) {
+        status = load_identity(
+            o.identity, o.identity != NULL || mode == CLIENT_SECURE_REQUIRED,
+            &me);
+        if (status != CLIENT_EXIT_OK)
+            goto out;
+    }
+    status = CLIENT_EXIT_USAGE;
 
     log_setup("sockchat", o.verbose >= 2   ? LOG_LEVEL_DEBUG
                           : o.verbose == 1 ? LOG_LEVEL_INFO
@@ -247,16 +546,28 @@ main(int argc, char **argv)
     log_set_trace_sockets(o.trace != NULL);
 
     memset(&cfg, 0, sizeof(cfg));
-    cfg.nick = o.nick != NULL ? o.nick : default_nick();
+    cfg.nick = o.nick != NULL      ? o.nick
+               : conf_nick != NULL ? conf_nick
+                                   : default_nick();
     cfg.rooms = (const char *const *)rooms->pdata;
     cfg.n_rooms = rooms->len;
     cfg.timeout_ms = o.timeout * 1000;
+    cfg.secure = mode;
+    cfg.known_servers = known_path;
+    cfg.known_host = known_host;
+    cfg.known_port = known_port;
+    cfg.accept_new = o.accept_new != FALSE;
+    cfg.identity = me;
     if (o.batch) {
         struct batch_opts bo = {.json = o.json != FALSE};
 
         status = batch_main(&cfg, url, shown, &bo);
     } else {
-        struct ui_opts uo = {.color = use_color(&o), .bell = !o.no_bell};
+        struct ui_opts uo = {
+            .color = use_color(&o),
+            .bell = !o.no_bell,
+            .unicode = g_getenv("NO_COLOR") == NULL && g_get_charset(NULL),
+        };
 
         status = ui_main(&cfg, url, shown, &uo);
     }
@@ -269,5 +580,10 @@ out:
     g_free(o.nick);
     g_strfreev(o.rooms);
     g_free(o.trace);
+    g_free(o.identity);
+    g_free(o.known_servers);
+    g_free(conf_nick);
+    g_free(known_path);
+    identity_free(me);
     return status;
 }

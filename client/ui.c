@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,9 @@
 #include "loop.h"
 #include "message.h"
 
-#define UI_PROMPT_MAX (MSG_ROOM_MAX + 8)
+#define UI_PROMPT_MAX (MSG_ROOM_MAX + 24)
+#define UI_LOCK " \xf0\x9f\x94\x92" /* U+1F512 LOCK */
+#define UI_LOCK_ASCII " (secure)"
 
 struct ui {
     struct client *c;
@@ -360,7 +363,7 @@ text_width(const char *s, size_t n)
 static void
 ui_erase_edit(struct ui *ui)
 {
-    int at = (int)strlen(ui->prompt) +
+    int at = text_width(ui->prompt, strlen(ui->prompt)) +
              text_width(rl_line_buffer ? rl_line_buffer : "",
                         rl_point > 0 ? (size_t)rl_point : 0);
     int row = at / term_cols(ui);
@@ -387,12 +390,19 @@ ui_write(struct ui *ui, const char *text)
     fflush(stdout);
 }
 
+/* "#ops> ", or in a secure session "#ops 🔒> " ("#ops (secure)> " when
+ * the lock cannot be drawn). */
 static void
 ui_make_prompt(const struct ui *ui, char *out, size_t n)
 {
     const char *room = client_current_room(ui->c);
+    const char *lock = "";
 
-    g_snprintf(out, n, "%s> ", room != NULL ? room : "");
+    if (client_secure(ui->c))
+        lock = ui->o.unicode ? UI_LOCK : UI_LOCK_ASCII;
+    if (room == NULL && *lock == ' ')
+        lock++;
+    g_snprintf(out, n, "%s%s> ", room != NULL ? room : "", lock);
 }
 
 /* Print text above the prompt, then redraw the prompt (it names the
@@ -442,6 +452,104 @@ ui_error_line(struct ui *ui, const char *a, const char *b)
     g_string_append_c(s, '\n');
     ui_print(ui, s->str);
     g_string_free(s, TRUE);
+}
+
+/* Notices from the client: the secure session, its warnings. */
+static void
+ui_on_notice(enum client_notice kind, const char *text, void *arg)
+{
+    struct ui *ui = arg;
+    GString *s = g_string_new(NULL);
+    const char *red = ui->o.color ? "\033[31m" : "";
+    const char *end = ui->o.color ? "\033[0m" : "";
+
+    switch (kind) {
+    case CLIENT_NOTICE_SECURE:
+        g_string_append_printf(s, "%s ",
+                               ui->o.unicode ? UI_LOCK + 1 : "[secure]");
+        g_string_append(s, text);
+        break;
+    case CLIENT_NOTICE_TRUSTED:
+    case CLIENT_NOTICE_HINT:
+        g_string_append(s, "note: ");
+        g_string_append(s, text);
+        break;
+    case CLIENT_NOTICE_WARNING:
+        g_string_append_printf(s, "%swarning: %s%s", red, text, end);
+        break;
+    case CLIENT_NOTICE_REFUSAL:
+        /* Said on stderr, before the reason sockchat exits with. */
+        fprintf(stderr, "%s\n", text);
+        g_string_free(s, TRUE);
+        return;
+    }
+    g_string_append_c(s, '\n');
+    ui_print(ui, s->str);
+    g_string_free(s, TRUE);
+}
+
+/* Read one answer line from the terminal (cooked mode: no prompt is
+ * installed yet). A signal (the self-pipe) or end of input is no; *eol
+ * says whether the line ended with the user's Enter. */
+static bool
+ui_read_yes(struct ui *ui, bool *eol)
+{
+    struct pollfd pf[2];
+    char ans[16];
+    size_t n = 0;
+    ssize_t r;
+    char ch;
+
+    *eol = false;
+    pf[0].fd = STDIN_FILENO;
+    pf[0].events = POLLIN;
+    pf[1].fd = ui->sig_rd;
+    pf[1].events = POLLIN;
+    for (;;) {
+        pf[0].revents = pf[1].revents = 0;
+        if (poll(pf, ui->sig_rd >= 0 ? 2 : 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        if (pf[1].revents != 0)
+            return false; /* Ctrl-C: the loop will see the signal too */
+        r = read(STDIN_FILENO, &ch, 1);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (r > 0 && ch == '\n')
+            *eol = true;
+        if (r <= 0 || ch == '\n')
+            break;
+        if (n < sizeof(ans) - 1)
+            ans[n++] = ch;
+    }
+    ans[n] = '\0';
+    g_strstrip(ans);
+    return g_ascii_strcasecmp(ans, "y") == 0 ||
+           g_ascii_strcasecmp(ans, "yes") == 0;
+}
+
+/* A server seen for the first time: show its key and ask. */
+static bool
+ui_ask_trust(const struct client_trust_ask *q, void *arg)
+{
+    struct ui *ui = arg;
+    bool v6 = strchr(q->host, ':') != NULL;
+    bool yes, eol;
+
+    fprintf(ui->tty,
+            "The server %s port %u is not in %s yet: compare its\n"
+            "fingerprint with the one its operator gives you.\n"
+            "Trust server %s%s%s:%u with fingerprint %s? [y/N] ",
+            q->host, q->port, q->known_servers, v6 ? "[" : "", q->host,
+            v6 ? "]" : "", q->port, q->fingerprint);
+    fflush(ui->tty);
+    yes = ui_read_yes(ui, &eol);
+    if (!eol)
+        fputc('\n', ui->tty);
+    fflush(ui->tty);
+    return yes;
 }
 
 static void
@@ -534,7 +642,8 @@ ui_on_line(char *line)
         add_history(line);
     /* The server echoes what was said: take the typed line off the
      * screen so that it is shown once, as the room sees it. */
-    rows = ((int)strlen(ui->prompt) + text_width(line, strlen(line))) /
+    rows = (text_width(ui->prompt, strlen(ui->prompt)) +
+            text_width(line, strlen(line))) /
                term_cols(ui) +
            1;
     fprintf(ui->tty, "\033[%dA\r\033[J", rows);
@@ -543,6 +652,13 @@ ui_on_line(char *line)
     case CLIENT_INPUT_HELP:
         ui_print(ui, client_help_text());
         break;
+    case CLIENT_INPUT_INFO: {
+        char *info = client_info(ui->c);
+
+        ui_print(ui, info);
+        g_free(info);
+        break;
+    }
     case CLIENT_INPUT_ERROR:
         ui_error_line(ui, why, NULL);
         break;
@@ -658,6 +774,7 @@ int
 ui_main(const struct client_config *cfg, const char *url, const char *url_shown,
         const struct ui_opts *o)
 {
+    struct client_config ccfg = *cfg;
     struct ui ui;
     struct loop *l = NULL;
     char why[256];
@@ -679,7 +796,9 @@ ui_main(const struct client_config *cfg, const char *url, const char *url_shown,
         return CLIENT_EXIT_UNREACHABLE;
     }
     ui.loop = l;
-    ui.c = client_new(cfg, ui_on_event, &ui);
+    ccfg.ask = ui_ask_trust;
+    ccfg.notice = ui_on_notice;
+    ui.c = client_new(&ccfg, ui_on_event, &ui);
     ui_self = &ui;
     rc = client_connect(ui.c, url, l, why, sizeof(why));
     if (rc != CHAT_OK) {

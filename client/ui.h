@@ -35,8 +35,10 @@ bool ui_format_event(const struct client_event *ev, const char *self,
 void ui_put_clean(GString *out, const char *s);
 
 struct ui_opts {
-    bool color; /* may use colour (--no-color and NO_COLOR not given) */
-    bool bell;  /* ring the bell on a mention */
+    bool color;   /* may use colour (--no-color and NO_COLOR not given) */
+    bool bell;    /* ring the bell on a mention */
+    bool unicode; /* may draw a lock in the prompt of a secure session
+                   * (UTF-8 locale, NO_COLOR not set); else "(secure)" */
 };
 
 /*

@@ -16,7 +16,9 @@
 
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <sodium.h>
 
+#include "beacon.h"
 #include "frame.h"
 #include "log.h"
 #include "loop.h"
@@ -33,10 +35,17 @@ static struct {
     gint64 max_queue, max_frame;
     gdouble rate, burst;
     gboolean verbose, quiet, version;
+    /* secure sessions (secure.h, identity.h) */
+    char *secure, *identity, *nicks_file;
+    gboolean fingerprint, reserve_nicks;
+    /* discovery (beacon.h) */
+    gboolean lan;
+    gdouble beacon_interval;
+    gint discovery_port;
 } opt = {
     .max_clients = -1, .max_rooms = -1, .room_cap = -1, .history = -1,
     .idle_timeout = -1, .max_queue = -1, .max_frame = -1, .rate = -1,
-    .burst = -1,
+    .burst = -1, .beacon_interval = -1, .discovery_port = -1,
 };
 
 static GOptionEntry opt_entries[] = {
@@ -89,9 +98,43 @@ static GOptionEntry opt_entries[] = {
      "Trace WHAT as it happens; WHAT is 'sockets': each socket, bind, "
      "listen, accept, send, recv, shutdown and close",
      "WHAT"},
+    /* discovery (beacon.h) */
+    {"lan", 0, 0, G_OPTION_ARG_NONE, &opt.lan,
+     "Listen on every interface (tcp://0.0.0.0:7710 and tcp://[::]:7710 "
+     "unless listeners are given) and announce this server on the LAN by "
+     "UDP broadcast and IPv6 multicast; without it, discovery probes are "
+     "answered from this host only",
+     NULL},
+    {"beacon-interval", 0, 0, G_OPTION_ARG_DOUBLE, &opt.beacon_interval,
+     "With --lan, announce every SECONDS, jittered by 20% (0.2-3600; "
+     "default: 5)",
+     "SECONDS"},
+    {"discovery-port", 0, 0, G_OPTION_ARG_INT, &opt.discovery_port,
+     "UDP port of discovery probes and beacons, 0 for any (default: 7711)",
+     "PORT"},
     {"verbose", 'v', 0, G_OPTION_ARG_NONE, &opt.verbose,
      "Log debug messages", NULL},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &opt.quiet, "Log errors only", NULL},
+    {"secure", 0, 0, G_OPTION_ARG_STRING, &opt.secure,
+     "Encrypted sessions: off, optional (clients choose; default) or "
+     "required (a plaintext hello gets encryption_required)",
+     "POLICY"},
+    {"identity", 0, 0, G_OPTION_ARG_FILENAME, &opt.identity,
+     "The server's long-term Ed25519 key, created (mode 0600) on first "
+     "start (default: $XDG_CONFIG_HOME/sockchat/sockchatd.key)",
+     "FILE"},
+    {"fingerprint", 0, 0, G_OPTION_ARG_NONE, &opt.fingerprint,
+     "Print the identity key's fingerprint (creating the key if needed) "
+     "and exit",
+     NULL},
+    {"reserve-nicks", 0, 0, G_OPTION_ARG_NONE, &opt.reserve_nicks,
+     "A nick belongs to the client key that first used it in a secure "
+     "session; others get nick_reserved",
+     NULL},
+    {"nicks-file", 0, 0, G_OPTION_ARG_FILENAME, &opt.nicks_file,
+     "Where --reserve-nicks keeps its reservations (default: "
+     "$XDG_CONFIG_HOME/sockchat/reserved-nicks)",
+     "FILE"},
     {"version", 'V', 0, G_OPTION_ARG_NONE, &opt.version,
      "Print the version and exit", NULL},
     {NULL, 0, 0, 0, NULL, NULL, NULL},
@@ -127,6 +170,7 @@ config_defaults(struct server_config *cfg)
     cfg->max_queue = 1048576;
     cfg->max_frame = FRAME_MAX_DEFAULT;
     cfg->idle_timeout = 60;
+    cfg->secure = SECURE_POLICY_OPTIONAL;
 }
 
 static void
@@ -278,6 +322,20 @@ out:
     return ok;
 }
 
+static bool
+parse_secure_policy(const char *v, enum secure_policy *out)
+{
+    if (strcmp(v, "off") == 0)
+        *out = SECURE_POLICY_OFF;
+    else if (strcmp(v, "optional") == 0)
+        *out = SECURE_POLICY_OPTIONAL;
+    else if (strcmp(v, "required") == 0)
+        *out = SECURE_POLICY_REQUIRED;
+    else
+        return false;
+    return true;
+}
+
 static void
 config_apply_cli(struct server_config *cfg)
 {
@@ -307,6 +365,8 @@ config_apply_cli(struct server_config *cfg)
         cfg->rate = opt.rate;
     if (opt.burst >= 0)
         cfg->burst = opt.burst;
+    if (opt.secure)
+        parse_secure_policy(opt.secure, &cfg->secure); /* checked in main */
 }
 
 static bool
@@ -344,8 +404,11 @@ config_build(struct server_config *cfg)
     if (!cfg->listen || !cfg->listen[0]) {
         g_strfreev(cfg->listen);
         cfg->listen = g_new0(char *, 3);
-        cfg->listen[0] = g_strdup("tcp://127.0.0.1:7710");
-        cfg->listen[1] = g_strdup("tcp://[::1]:7710");
+        /* discovery: --lan listens on every interface */
+        cfg->listen[0] = g_strdup(opt.lan ? "tcp://0.0.0.0:7710"
+                                          : "tcp://127.0.0.1:7710");
+        cfg->listen[1] = g_strdup(opt.lan ? "tcp://[::]:7710"
+                                          : "tcp://[::1]:7710");
     }
     return config_check(cfg);
 }
@@ -363,6 +426,44 @@ write_port_file(const char *path, const char *text)
                 err ? err->message : g_strerror(errno));
     g_clear_error(&err);
     g_free(tmp);
+    return ok;
+}
+
+/* The long-term key (and, with --reserve-nicks, the reservations). false
+ * with a message on stderr: a key file others may read is refused. */
+static bool
+load_identity(struct identity **id, struct identity_nicks **nicks)
+{
+    char *path = opt.identity ? g_strdup(opt.identity)
+                              : g_build_filename(g_get_user_config_dir(),
+                                                 "sockchat", "sockchatd.key",
+                                                 NULL);
+    struct identity_error err;
+    bool created = false, ok = false;
+
+    if (identity_load_or_create(path, id, &created, &err) != CHAT_OK) {
+        fprintf(stderr, "sockchatd: %s\n", err.text);
+        goto out;
+    }
+    if (created)
+        log_info("created the identity key %s", path);
+    log_info("identity %s", identity_fingerprint_str(*id));
+    if (opt.reserve_nicks) {
+        char *np = opt.nicks_file
+                       ? g_strdup(opt.nicks_file)
+                       : g_build_filename(g_get_user_config_dir(), "sockchat",
+                                          "reserved-nicks", NULL);
+        int rc = identity_nicks_load(np, 100000, nicks, &err);
+
+        g_free(np);
+        if (rc != CHAT_OK) {
+            fprintf(stderr, "sockchatd: %s\n", err.text);
+            goto out;
+        }
+    }
+    ok = true;
+out:
+    g_free(path);
     return ok;
 }
 
@@ -427,6 +528,9 @@ main(int argc, char **argv)
     struct server_config cfg;
     struct loop *loop = NULL;
     struct run_state rs = {0};
+    struct identity *id = NULL;
+    struct identity_nicks *nicks = NULL;
+    struct beacon *beacon = NULL; /* discovery */
     bool fell_back = false;
     char *eps = NULL;
     int status = 1, i;
@@ -463,12 +567,40 @@ main(int argc, char **argv)
         fprintf(stderr, "sockchatd: --trace takes 'sockets'\n");
         goto out;
     }
+    /* discovery: option checks; libsodium draws the instance id */
+    if (opt.beacon_interval != -1 &&
+        (opt.beacon_interval < BEACON_INTERVAL_MIN ||
+         opt.beacon_interval > BEACON_INTERVAL_MAX)) {
+        fprintf(stderr, "sockchatd: --beacon-interval must be 0.2-3600\n");
+        goto out;
+    }
+    if (opt.discovery_port != -1 &&
+        (opt.discovery_port < 0 || opt.discovery_port > 65535)) {
+        fprintf(stderr, "sockchatd: --discovery-port must be 0-65535\n");
+        goto out;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "sockchatd: cannot initialise libsodium\n");
+        goto out;
+    }
+    if (opt.secure && !parse_secure_policy(opt.secure, &(enum secure_policy){0})) {
+        fprintf(stderr, "sockchatd: --secure takes off, optional or required\n");
+        goto out;
+    }
     log_setup("sockchatd", opt.quiet     ? LOG_LEVEL_ERROR
                            : opt.verbose ? LOG_LEVEL_DEBUG
                                          : LOG_LEVEL_INFO);
     log_set_trace_sockets(opt.trace != NULL);
     if (!config_build(&cfg))
         goto out;
+    if ((cfg.secure != SECURE_POLICY_OFF || opt.fingerprint) &&
+        !load_identity(&id, &nicks))
+        goto out;
+    if (opt.fingerprint) {
+        printf("%s\n", identity_fingerprint_str(id));
+        status = 0;
+        goto out;
+    }
     if (setup_signals() < 0) {
         fprintf(stderr, "sockchatd: cannot set up signals: %s\n",
                 g_strerror(errno));
@@ -488,6 +620,9 @@ main(int argc, char **argv)
                  "that get server_full",
                  loop_name(loop), loop_fd_limit(loop));
     rs.srv = server_new(&cfg, loop);
+    server_set_identity(rs.srv, id, nicks);
+    id = NULL;
+    nicks = NULL;
     loop_add_fd(loop, sig_pipe[0], LOOP_READ, on_signal_pipe, &rs);
     status = 2;
     for (i = 0; cfg.listen[i]; i++) {
@@ -512,8 +647,36 @@ main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    /* discovery: after the listeners, which the beacon announces */
+    {
+        struct beacon_config bcfg;
+        char why[256] = "";
+
+        beacon_config_defaults(&bcfg);
+        bcfg.lan = opt.lan != FALSE;
+        if (opt.beacon_interval != -1)
+            bcfg.interval = opt.beacon_interval;
+        if (opt.discovery_port != -1)
+            bcfg.port = (uint16_t)opt.discovery_port;
+        if (beacon_new(rs.srv, loop, &bcfg, &beacon, why, sizeof(why)) !=
+            CHAT_OK) {
+            if (opt.lan) {
+                fprintf(stderr, "sockchatd: cannot announce on the LAN: %s\n",
+                        why);
+                goto out;
+            }
+            log_warn("discovery: not answering probes: %s", why);
+        }
+    }
     while (!rs.stop) {
         int wait = server_tick(rs.srv);
+
+        if (beacon != NULL) { /* discovery */
+            int bw = beacon_tick(beacon);
+
+            if (bw >= 0 && (wait < 0 || bw < wait))
+                wait = bw;
+        }
 
         if (loop_run_once(loop, wait) < 0) {
             log_err("loop: %s", g_strerror(errno));
@@ -524,6 +687,7 @@ main(int argc, char **argv)
     server_shutdown(rs.srv, SHUTDOWN_DEADLINE_MS);
     status = rs.stop ? 0 : 1;
 out:
+    beacon_free(beacon); /* discovery */
     server_free(rs.srv);
     loop_free(loop);
     if (sig_pipe[0] >= 0) {
@@ -541,5 +705,10 @@ out:
     g_free(opt.port_file);
     g_free(opt.trace);
     g_free(opt.io);
+    identity_free(id);
+    identity_nicks_free(nicks);
+    g_free(opt.secure);
+    g_free(opt.identity);
+    g_free(opt.nicks_file);
     return status;
 }
