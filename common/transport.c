@@ -15,6 +15,7 @@
 
 static const struct transport_ops *const transport_backends[] = {
     &transport_tcp_ops,
+    &transport_udp_ops,
     &transport_unix_ops,
 };
 

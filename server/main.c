@@ -50,8 +50,9 @@ static struct {
 
 static GOptionEntry opt_entries[] = {
     {"listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &opt.listen,
-     "Listen on URL (repeatable; default tcp://127.0.0.1:7710 and "
-     "tcp://[::1]:7710)",
+     "Listen on URL: tcp://HOST:PORT, udp://HOST:PORT, unix:///PATH, IPv6 in "
+     "brackets (repeatable; default tcp and udp on 127.0.0.1 and ::1, port "
+     "7710)",
      "URL"},
     {"config", 'c', 0, G_OPTION_ARG_FILENAME, &opt.config,
      "Read settings from FILE: group [sockchatd], keys listen, name, motd, "
@@ -402,13 +403,17 @@ config_build(struct server_config *cfg)
         return false;
     config_apply_cli(cfg);
     if (!cfg->listen || !cfg->listen[0]) {
+        /* TCP and UDP, IPv4 and IPv6: the same chat on every transport.
+         * Loopback only, unless --lan (every interface). */
+        const char *v4 = opt.lan ? "0.0.0.0" : "127.0.0.1";
+        const char *v6 = opt.lan ? "[::]" : "[::1]";
+
         g_strfreev(cfg->listen);
-        cfg->listen = g_new0(char *, 3);
-        /* discovery: --lan listens on every interface */
-        cfg->listen[0] = g_strdup(opt.lan ? "tcp://0.0.0.0:7710"
-                                          : "tcp://127.0.0.1:7710");
-        cfg->listen[1] = g_strdup(opt.lan ? "tcp://[::]:7710"
-                                          : "tcp://[::1]:7710");
+        cfg->listen = g_new0(char *, 5);
+        cfg->listen[0] = g_strdup_printf("tcp://%s:7710", v4);
+        cfg->listen[1] = g_strdup_printf("tcp://%s:7710", v6);
+        cfg->listen[2] = g_strdup_printf("udp://%s:7710", v4);
+        cfg->listen[3] = g_strdup_printf("udp://%s:7710", v6);
     }
     return config_check(cfg);
 }
@@ -538,8 +543,8 @@ main(int argc, char **argv)
     ctx = g_option_context_new("- the sockchat server");
     g_option_context_set_summary(
         ctx, "Chat rooms over length-prefixed JSON frames. With no options "
-             "it listens on\n127.0.0.1 and ::1, TCP port 7710, and is "
-             "reachable from this machine only.");
+             "it listens on\n127.0.0.1 and ::1, TCP and UDP port 7710, and "
+             "is reachable from this machine only.");
     g_option_context_set_description(
         ctx, "Exit status: 0 after SIGINT or SIGTERM, 1 for a bad command "
              "line or configuration,\n2 when it cannot listen.\n\n"

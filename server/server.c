@@ -997,8 +997,19 @@ server_tick(struct server *s)
         server_pause_accept(s, false);
     }
     /* Transport timers (udp retransmissions) run on time, for the few
-     * clients that have them. */
+     * clients that have them, and for listeners (udp keeps delivering a
+     * closed session's last output from its listener). */
     wait = s->next_sweep > now ? (int)(s->next_sweep - now) : 0;
+    for (i = 0; i < s->listeners->len; i++) {
+        struct listener *ls = g_ptr_array_index(s->listeners, i);
+        int due = transport_next_timeout(ls->t, now);
+
+        if (due == 0)
+            transport_tick(ls->t, now);
+        due = transport_next_timeout(ls->t, now);
+        if (due >= 0 && due < wait)
+            wait = due;
+    }
     if (g_hash_table_size(s->timed) > 0) {
         GPtrArray *timed = g_ptr_array_new();
         GHashTableIter it;
