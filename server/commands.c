@@ -563,6 +563,19 @@ cmd_secure(struct client *c, const struct msg_request *req)
     c->sec = sec;
 }
 
+#define REQUEST_ECHO_MAX 64 /* bytes of an unknown type echoed back */
+
+/* The type as sent goes back in an error's "request" (PROTOCOL.md 4.1),
+ * but an unknown one is bounded only by the frame: past REQUEST_ECHO_MAX
+ * it is left out, so that the error always fits max_frame. */
+static const char *
+request_echo(const struct msg_request *req)
+{
+    if (req->type_str && strlen(req->type_str) > REQUEST_ECHO_MAX)
+        return NULL;
+    return req->type_str;
+}
+
 /* Allowed before welcome (section 3). */
 static bool
 allowed_unregistered(enum msg_type t)
@@ -590,18 +603,18 @@ commands_dispatch(struct client *c, const uint8_t *p, size_t n)
     if (!rate_exempt(req.type) &&
         !rate_take(&c->rate, cfg->rate, cfg->burst, server_now())) {
         client_send_error(c, PE_RATE_LIMITED,
-                          "slow down: too many requests", req.type_str,
+                          "slow down: too many requests", request_echo(&req),
                           req.id);
         goto out;
     }
     if (req.type != MSG_UNKNOWN && !c->registered &&
         !allowed_unregistered(req.type)) {
         client_send_error(c, PE_NOT_REGISTERED, "say hello first",
-                          req.type_str, req.id);
+                          request_echo(&req), req.id);
         goto out;
     }
     if (rc != 0) {
-        client_send_error(c, err.code, err.text, req.type_str, req.id);
+        client_send_error(c, err.code, err.text, request_echo(&req), req.id);
         if (proto_err_closes(err.code))
             client_close(c, "protocol error");
         goto out;

@@ -573,6 +573,32 @@ test_commands_join_reply_with_id_fits_max_frame(void **state)
                  first, again, stub_cfg.max_frame);
 }
 
+/* An unknown type is bounded only by the frame; echoing it whole in the
+ * error's "request" made a reply over max_frame, which was dropped (found
+ * by fuzz_request). */
+static void
+test_commands_unknown_long_type_error_fits_max_frame(void **state)
+{
+    struct client me;
+    GString *req = g_string_new("{\"type\":\"");
+    const char *reply;
+
+    (void)state;
+    memset(&me, 0, sizeof(me));
+    me.rooms = g_ptr_array_new();
+    while (req->len < stub_cfg.max_frame - 2)
+        g_string_append_c(req, 'x');
+    g_string_append(req, "\"}");
+    g_ptr_array_set_size(sent, 0);
+    commands_dispatch(&me, (const uint8_t *)req->str, req->len);
+    g_string_free(req, TRUE);
+    g_ptr_array_unref(me.rooms);
+    assert_int_equal(sent->len, 1);
+    reply = g_ptr_array_index(sent, 0);
+    assert_true(strlen(reply) <= stub_cfg.max_frame);
+    assert_non_null(strstr(reply, "\"unknown_type\""));
+}
+
 int
 main(void)
 {
@@ -597,6 +623,9 @@ main(void)
             test_commands_build_members_long_id_fits, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_commands_join_reply_with_id_fits_max_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_commands_unknown_long_type_error_fits_max_frame, setup,
+            teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
