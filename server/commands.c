@@ -179,8 +179,8 @@ hello_identity(struct client *c, const struct msg_request *req)
     bool present = false;
     int rc;
 
-    if (!c->sec)
-        return true; /* nothing can be proven without a session */
+    /* Without a session there is nothing to prove a key with: a hello
+     * that claims one gets bad_field (the function says so). */
     rc = secure_server_verify_hello(c->sec, req->root, pk, &present, &why);
     if (rc == CHAT_EPROTO) {
         client_send_error(c, PE_BAD_FIELD, why, req->type_str, req->id);

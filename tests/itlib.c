@@ -3,7 +3,10 @@
  *
  * The framing and JSON checks here are written from PROTOCOL.md alone and do
  * not use common/: a test client that shared the server's codec would share
- * its bugs too.
+ * its bugs too. The one exception is the secure layer ($IT_SECURE=1): the
+ * handshake, seal and open are common/secure.c's (libsodium underneath), as
+ * a second implementation of the cryptography would prove nothing more; what
+ * goes into a sealed frame and how frames are cut stays the harness's own.
  */
 #include "itlib.h"
 
@@ -27,6 +30,11 @@
 
 #include <setjmp.h>
 #include <cmocka.h>
+
+#include <sodium.h>
+
+#include "err.h"
+#include "secure.h"
 
 #define IT_HDR 4
 #define IT_DEFAULT_MAX_FRAME 65536
@@ -55,6 +63,18 @@ struct it_conn {
     GQueue pings;                /* cJSON * pings to answer after the send */
     size_t max_frame;
     char nick[64];
+    /* secure sessions */
+    enum { SEC_PLAIN = 0, SEC_WAIT_REPLY, SEC_ON } sec_state;
+    struct secure_session *sec;  /* SEC_ON */
+    bool reply_cut;              /* SEC_WAIT_REPLY: the answer is queued */
+    bool rx_final;               /* the server's TAG_FINAL was opened */
+    /* it_send_raw() on a secure connection: raw bytes cut into frames */
+    uint8_t txhdr[IT_HDR];
+    size_t txhdr_len;
+    bool tx_in_body;             /* header sent, payload being collected */
+    size_t tx_need;
+    GByteArray *txbody;
+    bool tx_raw;                 /* after a length-level abuse: as it is */
 };
 
 static double scale = 1.0;
@@ -67,6 +87,9 @@ static GPtrArray *servers;       /* struct it_server * still running */
 static GPtrArray *kept;          /* cJSON * freed at cleanup */
 static GPtrArray *strings;       /* char * freed at cleanup */
 static GArray *deferred;         /* struct deferred, run at cleanup */
+static bool secure_default;      /* $IT_SECURE=1 */
+static char *process_home;       /* XDG_CONFIG_HOME of this process */
+static GPtrArray *temp_dirs;     /* char *, removed at cleanup */
 
 struct deferred {
     GDestroyNotify fn;
@@ -76,6 +99,13 @@ static unsigned uniq_counter;
 static int bad_stops;
 
 static void conn_free(gpointer p);
+static void remove_tree(const char *path);
+
+static void
+remove_process_home(void)
+{
+    remove_tree(process_home);
+}
 
 /* ---------------------------------------------------------------- basics */
 
@@ -134,12 +164,30 @@ it_init(void)
     }
     v = getenv("IT_LISTEN");
     listen_url = g_strdup(v != NULL && *v != '\0' ? v : "tcp://127.0.0.1:0");
+    v = getenv("IT_SECURE");
+    secure_default = v != NULL && strcmp(v, "1") == 0;
+    if (sodium_init() < 0) {
+        fprintf(stderr, "it: cannot initialise libsodium\n");
+        abort();
+    }
+    /* Whatever this process runs (a sockchatd started by a test itself)
+     * keeps its keys here, never under the real home. Each server of
+     * it_server_start() gets its own directory on top of that. */
+    process_home = g_dir_make_tmp("sockchat-it-home-XXXXXX", &gerr);
+    if (process_home == NULL) {
+        fprintf(stderr, "it: temporary directory: %s\n", gerr->message);
+        g_clear_error(&gerr);
+        abort();
+    }
+    g_setenv("XDG_CONFIG_HOME", process_home, TRUE);
+    atexit(remove_process_home);
     conns = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
         conn_free);
     servers = g_ptr_array_new();
     kept = g_ptr_array_new_with_free_func((GDestroyNotify)cJSON_Delete);
     strings = g_ptr_array_new_with_free_func(g_free);
     deferred = g_array_new(FALSE, FALSE, sizeof(struct deferred));
+    temp_dirs = g_ptr_array_new_with_free_func(g_free);
 }
 
 gpointer
@@ -291,6 +339,8 @@ conn_free(gpointer p)
     while ((m = g_queue_pop_head(&c->pings)) != NULL)
         cJSON_Delete(m);
     g_byte_array_unref(c->rx);
+    g_byte_array_unref(c->txbody);
+    secure_free(c->sec);
     if (c->fd >= 0)
         close(c->fd);
     g_free(c);
@@ -311,6 +361,7 @@ conn_add(int fd, size_t max_frame)
 
     c->fd = fd;
     c->rx = g_byte_array_new();
+    c->txbody = g_byte_array_new();
     g_queue_init(&c->msgs);
     g_queue_init(&c->pings);
     c->end = IT_RX_MSG;
@@ -332,8 +383,8 @@ wait_fd(int fd, short events, int ms)
     return r;
 }
 
-int
-it_connect_url(const char *url, int rcvbuf, size_t max_frame)
+static int
+connect_raw(const char *url, int rcvbuf, size_t max_frame)
 {
     struct addrinfo hints, *res = NULL;
     struct sockaddr_storage ss;
@@ -436,18 +487,58 @@ fail:
     return -1;
 }
 
+/* mode: -1 the default ($IT_SECURE), 0 plain, 1 secure or nothing. */
+static int
+connect_mode(const char *url, int rcvbuf, size_t max_frame, int mode)
+{
+    int fd = connect_raw(url, rcvbuf, max_frame), rc;
+    struct it_conn *c;
+
+    if (fd < 0 || mode == 0 || (mode < 0 && !secure_default))
+        return fd;
+    rc = it_secure_handshake(fd, NULL);
+    if (rc == 0)
+        return fd;
+    c = conn_get(fd);
+    /* By default the test sees whatever came instead (server_full, a
+     * close), as it would have on a plain connection. */
+    if (mode < 0 && c != NULL && (rc == 1 || c->end != IT_RX_MSG))
+        return fd;
+    fprintf(stderr, "it: %s: no secure session\n", url);
+    it_close(fd);
+    return -1;
+}
+
+int
+it_connect_url(const char *url, int rcvbuf, size_t max_frame)
+{
+    return connect_mode(url, rcvbuf, max_frame, -1);
+}
+
 int
 it_connect_rcvbuf(const struct it_server *s, int rcvbuf)
 {
     if (s == NULL)
         return -1;
-    return it_connect_url(s->url, rcvbuf, s->max_frame);
+    return connect_mode(s->url, rcvbuf, s->max_frame, -1);
 }
 
 int
 it_connect(const struct it_server *s)
 {
     return it_connect_rcvbuf(s, 0);
+}
+
+int
+it_connect_plain(const struct it_server *s)
+{
+    return s != NULL ? connect_mode(s->url, 0, s->max_frame, 0) : -1;
+}
+
+int
+it_connect_secure(const struct it_server *s)
+{
+    return s != NULL ? connect_mode(s->url, 0, s->max_frame, 1) : -1;
 }
 
 void
@@ -538,35 +629,83 @@ write_small(int fd, const uint8_t *p, size_t n)
     }
 }
 
+/* Appends a 4-byte big-endian length. */
+static void
+put_header(GByteArray *out, size_t n)
+{
+    uint8_t h[IT_HDR];
+
+    h[0] = (uint8_t)(n >> 24);
+    h[1] = (uint8_t)(n >> 16);
+    h[2] = (uint8_t)(n >> 8);
+    h[3] = (uint8_t)n;
+    g_byte_array_append(out, h, IT_HDR);
+}
+
+/* Appends one frame: header and payload as given. */
+static void
+put_frame(GByteArray *out, const void *p, size_t n)
+{
+    put_header(out, n);
+    if (n > 0)
+        g_byte_array_append(out, p, (guint)n);
+}
+
+/* Appends the next sealed frame of c's session. false if it cannot be
+ * sealed (the client's TAG_FINAL went already). */
+static bool
+put_sealed(struct it_conn *c, GByteArray *out, const void *p, size_t n,
+    bool final)
+{
+    uint8_t *ct = NULL;
+    size_t ctlen = 0;
+
+    if (secure_seal(c->sec, p, n, final, &ct, &ctlen) != CHAT_OK)
+        return false;
+    put_frame(out, ct, ctlen);
+    g_free(ct);
+    return true;
+}
+
+/* A pong may go out now: not inside a frame the test is still writing
+ * (sending, or on a secure connection a payload still being collected
+ * after its header went), and not during the handshake. */
+static bool
+can_pong(const struct it_conn *c)
+{
+    return !c->sending && !c->tx_in_body && c->sec_state != SEC_WAIT_REPLY;
+}
+
 static void
 autopong(struct it_conn *c, const cJSON *ping)
 {
     cJSON *pong = cJSON_CreateObject();
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(ping, "token");
+    GByteArray *out = g_byte_array_new();
     char *txt;
-    size_t n;
-    uint8_t *buf;
 
     cJSON_AddStringToObject(pong, "type", "pong");
     if (tok != NULL)
         cJSON_AddItemToObject(pong, "token", cJSON_Duplicate(tok, true));
     txt = cJSON_PrintUnformatted(pong);
     cJSON_Delete(pong);
-    if (txt == NULL)
+    if (txt == NULL) {
+        g_byte_array_unref(out);
         return;
-    n = strlen(txt);
-    buf = g_malloc(IT_HDR + n);
-    buf[0] = (uint8_t)(n >> 24);
-    buf[1] = (uint8_t)(n >> 16);
-    buf[2] = (uint8_t)(n >> 8);
-    buf[3] = (uint8_t)n;
-    memcpy(buf + IT_HDR, txt, n);
+    }
+    if (c->sec_state == SEC_ON) {
+        if (!put_sealed(c, out, txt, strlen(txt), false))
+            g_byte_array_set_size(out, 0);
+    } else {
+        put_frame(out, txt, strlen(txt));
+    }
     cJSON_free(txt);
-    write_small(c->fd, buf, IT_HDR + n);
-    g_free(buf);
+    if (out->len > 0)
+        write_small(c->fd, out->data, out->len);
+    g_byte_array_unref(out);
 }
 
-/* Cuts every whole frame out of c->rx. */
+/* Cuts every whole frame out of c->rx (opening it in a secure session). */
 static void
 conn_cut(struct it_conn *c)
 {
@@ -574,8 +713,15 @@ conn_cut(struct it_conn *c)
         const uint8_t *h = c->rx->data;
         uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 |
             (uint32_t)h[2] << 8 | (uint32_t)h[3];
+        const uint8_t *body = h + IT_HDR;
+        uint8_t *pt = NULL;
+        size_t ptlen = n;
         cJSON *m;
 
+        /* The handshake's answer is plain, what follows it is sealed:
+         * leave the rest until the session exists. */
+        if (c->sec_state == SEC_WAIT_REPLY && c->reply_cut)
+            return;
         if (n == 0 || n > c->max_frame) {
             fprintf(stderr, "it: fd %d: server sent a frame of %u bytes "
                 "(max_frame %zu)\n", c->fd, n, c->max_frame);
@@ -584,18 +730,56 @@ conn_cut(struct it_conn *c)
         }
         if (c->rx->len - IT_HDR < n)
             return;
-        m = parse_payload(h + IT_HDR, n);
+        if (c->sec_state == SEC_ON) {
+            bool final = false;
+            int rc = secure_open(c->sec, body, n, &pt, &ptlen, &final);
+
+            if (rc != CHAT_OK) {
+                fprintf(stderr, "it: fd %d: a sealed frame of %u bytes from "
+                    "the server did not open%s (%s)\n", c->fd, n,
+                    c->rx_final ? " after its TAG_FINAL" : "",
+                    chat_strerror(rc));
+                c->end = IT_RX_BAD;
+                return;
+            }
+            g_byte_array_remove_range(c->rx, 0, IT_HDR + n);
+            if (final)
+                c->rx_final = true;
+            if (ptlen == 0) {
+                /* the server's last word before a close: consumed */
+                g_free(pt);
+                if (!final) {
+                    fprintf(stderr, "it: fd %d: the server sealed an empty "
+                        "message without TAG_FINAL\n", c->fd);
+                    c->end = IT_RX_BAD;
+                    return;
+                }
+                continue;
+            }
+            body = pt;
+        }
+        m = parse_payload(body, ptlen);
         if (m == NULL) {
-            fprintf(stderr, "it: fd %d: server sent a payload that is not "
+            fprintf(stderr, "it: fd %d: server sent a %spayload that is not "
                 "one JSON object with a string type: %.*s\n", c->fd,
-                (int)(n > 200 ? 200 : n), (const char *)h + IT_HDR);
+                pt != NULL ? "sealed " : "",
+                (int)(ptlen > 200 ? 200 : ptlen), (const char *)body);
+            g_free(pt);
             c->end = IT_RX_BAD;
             return;
         }
-        g_byte_array_remove_range(c->rx, 0, IT_HDR + n);
+        if (pt != NULL)
+            g_free(pt);
+        else
+            g_byte_array_remove_range(c->rx, 0, IT_HDR + n);
+        if (c->sec_state == SEC_WAIT_REPLY) {
+            c->reply_cut = true;
+            g_queue_push_tail(&c->msgs, m);
+            continue;
+        }
         if (c->autopong && strcmp(it_str(m, "type"), "ping") == 0) {
             /* never inside a frame the test is still writing */
-            if (c->sending) {
+            if (!can_pong(c)) {
                 g_queue_push_tail(&c->pings, m);
             } else {
                 autopong(c, m);
@@ -791,43 +975,135 @@ send_all(struct it_conn *c, const uint8_t *b, size_t n)
     return 0;
 }
 
-int
-it_send_raw(int fd, const void *p, size_t n)
+/* Sends out as one write sequence on c; pongs held meanwhile go after. */
+static int
+send_locked(struct it_conn *c, const uint8_t *p, size_t n)
 {
-    struct it_conn *c = conn_get(fd);
+    int fd = c->fd, rc, saved;
     cJSON *ping;
-    int rc, saved;
 
-    if (c == NULL) {
-        errno = EBADF;
-        return -1;
-    }
     c->sending = true;
     rc = send_all(c, p, n);
     saved = errno;
-    c->sending = false;
-    while ((ping = g_queue_pop_head(&c->pings)) != NULL) {
-        autopong(c, ping);
-        cJSON_Delete(ping);
+    c = conn_get(fd);
+    if (c != NULL) {
+        c->sending = false;
+        while (can_pong(c) && (ping = g_queue_pop_head(&c->pings)) != NULL) {
+            autopong(c, ping);
+            cJSON_Delete(ping);
+        }
     }
     errno = saved;
     return rc;
 }
 
+/*
+ * What a test writes on a secure connection, cut into frames: a payload is
+ * sealed, its header announcing the sealed length (sent as soon as the
+ * header is complete, so that a frame left unfinished looks unfinished to
+ * the server); a header of length 0 or over max_frame, and every byte after
+ * it, go out as they are. false (errno EPROTO) if a payload cannot be sealed.
+ */
+static bool
+tx_feed(struct it_conn *c, const uint8_t *p, size_t n, GByteArray *out)
+{
+    while (n > 0) {
+        size_t take;
+
+        if (c->tx_raw) {
+            g_byte_array_append(out, p, (guint)n);
+            return true;
+        }
+        if (!c->tx_in_body) {
+            uint32_t len;
+
+            take = MIN(IT_HDR - c->txhdr_len, n);
+            memcpy(c->txhdr + c->txhdr_len, p, take);
+            c->txhdr_len += take;
+            p += take;
+            n -= take;
+            if (c->txhdr_len < IT_HDR)
+                break;
+            c->txhdr_len = 0;
+            len = (uint32_t)c->txhdr[0] << 24 | (uint32_t)c->txhdr[1] << 16 |
+                (uint32_t)c->txhdr[2] << 8 | (uint32_t)c->txhdr[3];
+            if (len == 0 || len > c->max_frame) {
+                c->tx_raw = true;
+                g_byte_array_append(out, c->txhdr, IT_HDR);
+                continue;
+            }
+            put_header(out, secure_sealed_len(c->sec, len));
+            c->tx_in_body = true;
+            c->tx_need = len;
+            g_byte_array_set_size(c->txbody, 0);
+            continue;
+        }
+        take = MIN(c->tx_need - c->txbody->len, n);
+        g_byte_array_append(c->txbody, p, (guint)take);
+        p += take;
+        n -= take;
+        if (c->txbody->len == c->tx_need) {
+            uint8_t *ct = NULL;
+            size_t ctlen = 0;
+
+            c->tx_in_body = false;
+            if (secure_seal(c->sec, c->txbody->data, c->txbody->len, false,
+                &ct, &ctlen) != CHAT_OK) {
+                errno = EPROTO;
+                return false;
+            }
+            g_byte_array_append(out, ct, (guint)ctlen);
+            g_free(ct);
+            g_byte_array_set_size(c->txbody, 0);
+        }
+    }
+    return true;
+}
+
+int
+it_send_raw(int fd, const void *p, size_t n)
+{
+    struct it_conn *c = conn_get(fd);
+    GByteArray *out;
+    int rc;
+
+    if (c == NULL) {
+        errno = EBADF;
+        return -1;
+    }
+    if (c->sec_state != SEC_ON)
+        return send_locked(c, p, n);
+    out = g_byte_array_new();
+    if (!tx_feed(c, p, n, out)) {
+        g_byte_array_unref(out);
+        return -1;
+    }
+    rc = out->len > 0 ? send_locked(c, out->data, out->len) : 0;
+    g_byte_array_unref(out);
+    return rc;
+}
+
+int
+it_send_wire(int fd, const void *p, size_t n)
+{
+    struct it_conn *c = conn_get(fd);
+
+    if (c == NULL) {
+        errno = EBADF;
+        return -1;
+    }
+    return send_locked(c, p, n);
+}
+
 int
 it_send_frame(int fd, const void *p, size_t n)
 {
-    uint8_t *buf = g_malloc(IT_HDR + n);
+    GByteArray *f = g_byte_array_new();
     int rc;
 
-    buf[0] = (uint8_t)(n >> 24);
-    buf[1] = (uint8_t)(n >> 16);
-    buf[2] = (uint8_t)(n >> 8);
-    buf[3] = (uint8_t)n;
-    if (n > 0)
-        memcpy(buf + IT_HDR, p, n);
-    rc = it_send_raw(fd, buf, IT_HDR + n);
-    g_free(buf);
+    put_frame(f, p, n);
+    rc = it_send_raw(fd, f->data, f->len);
+    g_byte_array_unref(f);
     return rc;
 }
 
@@ -844,6 +1120,155 @@ it_send_json(int fd, const char *fmt, ...)
     rc = it_send_frame(fd, s, strlen(s));
     g_free(s);
     return rc;
+}
+
+/* ------------------------------------------------------ secure sessions */
+
+bool
+it_secure_default(void)
+{
+    return secure_default;
+}
+
+void
+it_set_secure_default(bool on)
+{
+    secure_default = on;
+}
+
+int
+it_secure_handshake(int fd, uint8_t server_pk[32])
+{
+    struct it_conn *c = conn_get(fd);
+    struct secure_session *sess = NULL;
+    uint8_t pk[SECURE_PK_BYTES];
+    const char *why = NULL;
+    GByteArray *f;
+    cJSON *req = NULL, *m;
+    char *txt;
+    int rc;
+
+    if (server_pk != NULL)
+        memset(server_pk, 0, SECURE_PK_BYTES);
+    if (c == NULL || c->sec_state != SEC_PLAIN || c->end != IT_RX_MSG ||
+        !g_queue_is_empty(&c->msgs) || c->rx->len != 0) {
+        fprintf(stderr, "it: fd %d: the handshake needs a fresh connection\n",
+            fd);
+        return -1;
+    }
+    if (secure_client_start(&sess, &req) != CHAT_OK) {
+        fprintf(stderr, "it: secure_client_start failed\n");
+        return -1;
+    }
+    txt = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    if (txt == NULL) {
+        secure_free(sess);
+        return -1;
+    }
+    f = g_byte_array_new();
+    put_frame(f, txt, strlen(txt));
+    cJSON_free(txt);
+    c->sec_state = SEC_WAIT_REPLY;
+    c->reply_cut = false;
+    rc = send_locked(c, f->data, f->len);
+    g_byte_array_unref(f);
+    /* Even if the request could not go (a server that refused us and
+     * closed at once), what it said before closing is there to read. */
+    (void)wait_io(fd, POLLIN, it_now_ms() + it_ms(IT_WAIT_MS));
+    c = conn_get(fd);
+    if (c == NULL) {
+        secure_free(sess);
+        return -1;
+    }
+    c->sec_state = SEC_PLAIN;
+    c->reply_cut = false;
+    m = g_queue_pop_head(&c->msgs);
+    if (m == NULL) {
+        secure_free(sess);
+        fprintf(stderr, "it: fd %d: no answer to secure: %s\n", fd,
+            rc != 0 ? g_strerror(errno) : it_rx_name(c->end != IT_RX_MSG ?
+            c->end : IT_RX_TIMEOUT));
+        return -1;
+    }
+    if (strcmp(it_str(m, "type"), "secure") != 0) {
+        /* e.g. server_full or unknown_type: the test reads it */
+        secure_free(sess);
+        g_queue_push_head(&c->msgs, m);
+        conn_cut(c);
+        return 1;
+    }
+    rc = secure_client_finish(sess, m, pk, &why);
+    cJSON_Delete(m);
+    if (rc != CHAT_OK) {
+        fprintf(stderr, "it: fd %d: secure handshake failed: %s (%s)\n", fd,
+            why != NULL ? why : "?", chat_strerror(rc));
+        secure_free(sess);
+        return -1;
+    }
+    c->sec = sess;
+    c->sec_state = SEC_ON;
+    if (server_pk != NULL)
+        memcpy(server_pk, pk, SECURE_PK_BYTES);
+    conn_cut(c);                /* sealed frames that came with the answer */
+    return 0;
+}
+
+struct secure_session *
+it_secure_session(int fd)
+{
+    struct it_conn *c = conn_get(fd);
+
+    return c != NULL && c->sec_state == SEC_ON ? c->sec : NULL;
+}
+
+bool
+it_is_secure(int fd)
+{
+    return it_secure_session(fd) != NULL;
+}
+
+bool
+it_got_final(int fd)
+{
+    struct it_conn *c = conn_get(fd);
+
+    return c != NULL && c->rx_final;
+}
+
+GByteArray *
+it_seal_frame(int fd, const void *plain, size_t n, bool final)
+{
+    struct it_conn *c = conn_get(fd);
+    GByteArray *f;
+
+    if (c == NULL || c->sec_state != SEC_ON)
+        return NULL;
+    f = g_byte_array_new();
+    if (!put_sealed(c, f, plain, n, final)) {
+        g_byte_array_unref(f);
+        return NULL;
+    }
+    return it_defer((GDestroyNotify)g_byte_array_unref, f);
+}
+
+int
+it_send_json_final(int fd, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    GByteArray *f;
+
+    va_start(ap, fmt);
+    s = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    f = it_seal_frame(fd, s, strlen(s), true);
+    g_free(s);
+    if (f == NULL) {
+        errno = EPROTO;
+        return -1;
+    }
+    return it_send_wire(fd, f->data, f->len);
 }
 
 /* -------------------------------------------------------------- getters */
@@ -997,6 +1422,10 @@ it_expect_closed_at(const char *file, int line, int fd)
     if (why != IT_RX_CLOSED && why != IT_RX_RESET)
         it_fail(file, line, "fd %d (%s): expected close, got %s", fd,
             it_nick(fd), it_rx_name(why));
+    /* doc/SECURE.md 6: an orderly close is authenticated by TAG_FINAL */
+    if (why == IT_RX_CLOSED && it_is_secure(fd) && !it_got_final(fd))
+        it_fail(file, line, "fd %d (%s): the server closed a secure session "
+            "without its TAG_FINAL frame", fd, it_nick(fd));
 }
 
 void
@@ -1294,25 +1723,33 @@ dump_log(const struct it_server *s)
     g_free(txt);
 }
 
+/* Removes path and, for a directory, everything under it (symbolic links
+ * are removed, never followed). */
 static void
-remove_dir(const char *dir)
+remove_tree(const char *path)
 {
+    struct stat st;
     GDir *d;
     const char *name;
 
-    if (dir == NULL)
+    if (path == NULL || lstat(path, &st) != 0)
         return;
-    d = g_dir_open(dir, 0, NULL);
+    if (!S_ISDIR(st.st_mode)) {
+        (void)unlink(path);
+        return;
+    }
+    (void)chmod(path, 0700);
+    d = g_dir_open(path, 0, NULL);
     if (d != NULL) {
         while ((name = g_dir_read_name(d)) != NULL) {
-            char *p = g_build_filename(dir, name, NULL);
+            char *p = g_build_filename(path, name, NULL);
 
-            (void)unlink(p);
+            remove_tree(p);
             g_free(p);
         }
         g_dir_close(d);
     }
-    (void)rmdir(dir);
+    (void)rmdir(path);
 }
 
 static void
@@ -1320,7 +1757,7 @@ server_free(struct it_server *s)
 {
     if (s == NULL)
         return;
-    remove_dir(s->dir);
+    remove_tree(s->dir);
     g_free(s->dir);
     g_free(s->url);
     g_free(s->log);
@@ -1378,25 +1815,45 @@ max_frame_of(const char *const *extra)
     return IT_DEFAULT_MAX_FRAME;
 }
 
+/*
+ * Runs argv with stdin from /dev/null, stdout to out_path and stderr to
+ * err_path (NULL: out_path too), and XDG_CONFIG_HOME=home when home is not
+ * NULL. The environment is built before fork(): the child only execs (a
+ * test may run threads).
+ */
 static pid_t
-spawn(char **argv, const char *out_path)
+spawn_env(char **argv, const char *out_path, const char *err_path,
+    const char *home)
 {
-    pid_t pid = fork();
+    char **env = g_get_environ();
+    pid_t pid;
 
+    if (home != NULL)
+        env = g_environ_setenv(env, "XDG_CONFIG_HOME", home, TRUE);
+    pid = fork();
     if (pid == 0) {
         int nul = open("/dev/null", O_RDONLY);
         int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = err_path != NULL ?
+            open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600) : out;
 
         if (nul >= 0)
             dup2(nul, 0);
-        if (out >= 0) {
+        if (out >= 0)
             dup2(out, 1);
-            dup2(out, 2);
-        }
-        execvp(argv[0], argv);
+        if (err >= 0)
+            dup2(err, 2);
+        execvpe(argv[0], argv, env);
         _exit(127);
     }
+    g_strfreev(env);
     return pid;
+}
+
+static pid_t
+spawn(char **argv, const char *out_path)
+{
+    return spawn_env(argv, out_path, NULL, NULL);
 }
 
 static bool
@@ -1458,7 +1915,8 @@ it_server_startv(const char *const *extra)
         g_ptr_array_add(argv, subst_dir(extra[i], s->dir));
     g_ptr_array_add(argv, NULL);
 
-    s->pid = spawn((char **)argv->pdata, s->log);
+    /* Its keys (sockchatd.key, reserved-nicks) land in its own directory. */
+    s->pid = spawn_env((char **)argv->pdata, s->log, NULL, s->dir);
     if (s->pid < 0) {
         fprintf(stderr, "it: fork: %s\n", strerror(errno));
         goto fail;
@@ -1644,6 +2102,67 @@ it_server_has_option(const char *opt)
     return has;
 }
 
+const char *
+it_temp_dir(void)
+{
+    GError *gerr = NULL;
+    char *dir = g_dir_make_tmp("sockchat-it-tmp-XXXXXX", &gerr);
+
+    if (dir == NULL) {
+        fprintf(stderr, "it: temporary directory: %s\n", gerr->message);
+        g_clear_error(&gerr);
+        fail();
+    }
+    g_ptr_array_add(temp_dirs, dir);
+    return dir;
+}
+
+int
+it_server_run(const char *const *args, int timeout_ms, const char **out,
+    const char **err)
+{
+    const char *dir = it_temp_dir();
+    char *out_path = g_build_filename(dir, "stdout", NULL);
+    char *err_path = g_build_filename(dir, "stderr", NULL);
+    GPtrArray *argv = g_ptr_array_new_with_free_func(g_free);
+    char *txt;
+    pid_t pid;
+    int st;
+    size_t i;
+
+    if (out != NULL)
+        *out = "";
+    if (err != NULL)
+        *err = "";
+    if (!check_binary()) {
+        g_ptr_array_unref(argv);
+        g_free(out_path);
+        g_free(err_path);
+        return -1;
+    }
+    for (i = 0; wrapper != NULL && wrapper[i] != NULL; i++)
+        g_ptr_array_add(argv, g_strdup(wrapper[i]));
+    g_ptr_array_add(argv, g_strdup(sockchatd));
+    for (i = 0; args != NULL && args[i] != NULL; i++)
+        g_ptr_array_add(argv, g_strdup(args[i]));
+    g_ptr_array_add(argv, NULL);
+    pid = spawn_env((char **)argv->pdata, out_path, err_path, NULL);
+    g_ptr_array_unref(argv);
+    st = pid > 0 ? reap(pid, it_ms(timeout_ms)) : -1;
+    if (st == -2) {
+        kill(pid, SIGKILL);
+        (void)reap(pid, it_ms(IT_WAIT_MS));
+        st = -1;
+    }
+    if (out != NULL && g_file_get_contents(out_path, &txt, NULL, NULL))
+        *out = keep_str(txt);
+    if (err != NULL && g_file_get_contents(err_path, &txt, NULL, NULL))
+        *err = keep_str(txt);
+    g_free(out_path);
+    g_free(err_path);
+    return st;
+}
+
 /* -------------------------------------------------------------- cleanup */
 
 void
@@ -1668,6 +2187,9 @@ it_test_cleanup(const struct it_server *keep)
         d->fn(d->p);
     }
     g_array_set_size(deferred, 0);
+    for (i = 0; i < temp_dirs->len; i++)
+        remove_tree(g_ptr_array_index(temp_dirs, i));
+    g_ptr_array_set_size(temp_dirs, 0);
     g_ptr_array_set_size(kept, 0);
     g_ptr_array_set_size(strings, 0);
 }

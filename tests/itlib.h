@@ -14,6 +14,21 @@
  * quotes what actually arrived. Messages they return are owned by the harness
  * and stay valid until it_test_cleanup().
  *
+ * Secure sessions (doc/SECURE.md): with $IT_SECURE=1 every connection the
+ * harness opens starts with the secure handshake (common/secure.c: the only
+ * part of common/ the harness uses; its framing stays its own), then every
+ * frame it sends is sealed and every frame it receives is opened, so the
+ * tests do not know. it_send_raw() cuts the bytes it is given into frames:
+ * a frame's payload is sealed (its header then announces the sealed length,
+ * sent as soon as the header is complete), while a header of length 0 or
+ * over max_frame is abuse at the frame level and goes out as it is, together
+ * with every byte after it. The server's empty TAG_FINAL frame before a close
+ * is consumed (it_expect_closed() insists on it in a secure session). A
+ * server that answers the handshake with anything else (server_full) leaves
+ * the connection plain, with that answer queued for the test. Servers are
+ * started with XDG_CONFIG_HOME in their private directory, so that no test
+ * writes a key under the real home.
+ *
  * Connections are plain descriptors but belong to the harness: close them
  * with it_close() or it_reset(), never close(). While a test waits on one
  * connection, the harness keeps reading every other one into its own queue
@@ -61,7 +76,7 @@ const char *it_listen_url(void);
  * Starts sockchatd with --listen $IT_LISTEN --port-file <tmp> and the extra
  * arguments (NULL-terminated), waits for the port file and returns the server,
  * or NULL after printing why. "@DIR@" in an argument is replaced by the
- * server's private temporary directory.
+ * server's private temporary directory, which is also its XDG_CONFIG_HOME.
  */
 struct it_server *it_server_start(const char *arg, ...) G_GNUC_NULL_TERMINATED;
 /* As it_server_start() with an argument vector (NULL-terminated, may be NULL). */
@@ -216,6 +231,54 @@ gpointer it_defer(GDestroyNotify fn, gpointer p);
 const char *it_own(char *s);
 /* Keeps m (returned by it_recv_msg) until cleanup; returns it. */
 const cJSON *it_keep(cJSON *m);
+
+/* ---- secure sessions (doc/SECURE.md) ------------------------------ */
+
+struct secure_session;                          /* common/secure.h */
+
+/* Whether new connections do the handshake ($IT_SECURE=1 by default). */
+bool it_secure_default(void);
+void it_set_secure_default(bool on);
+/* it_connect() that never / always does the handshake. it_connect_secure()
+ * returns -1 unless the session was established. */
+int it_connect_plain(const struct it_server *s);
+int it_connect_secure(const struct it_server *s);
+/*
+ * The client's handshake on a fresh plain connection: plain `secure`, wait
+ * for the plain reply, secure_client_finish(). 0: established (server_pk, if
+ * not NULL, gets the server's Ed25519 key; no known-servers check is made);
+ * 1: the server answered something else, which stays queued, and the
+ * connection stays plain; -1: no answer, or the reply did not verify
+ * (printed); the connection stays plain.
+ */
+int it_secure_handshake(int fd, uint8_t server_pk[32]);
+/* The established session of fd, or NULL (plain). Owned by the harness. */
+struct secure_session *it_secure_session(int fd);
+bool it_is_secure(int fd);
+/* The server's TAG_FINAL has been opened on fd. */
+bool it_got_final(int fd);
+/*
+ * Seals n bytes as the next frame of fd's session (final: TAG_FINAL) and
+ * returns the whole frame (4-byte header included) without sending it; the
+ * stream has moved on, so a frame that is then dropped, replayed, reordered
+ * or altered is noticed by the server. NULL if fd is not secure.
+ */
+GByteArray *it_seal_frame(int fd, const void *plain, size_t n, bool final);
+/* Bytes sent exactly as given, even on a secure connection. */
+int it_send_wire(int fd, const void *p, size_t n);
+/* printf-style JSON sealed with TAG_FINAL (the client's last frame). */
+int it_send_json_final(int fd, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* A private temporary directory, removed (recursively) at cleanup. */
+const char *it_temp_dir(void);
+/*
+ * Runs sockchatd (behind $SOCKCHATD_WRAPPER) with args (NULL-terminated)
+ * until it exits by itself; stdout and stderr are captured separately
+ * (harness-owned, may be NULL). Returns the exit code, 128 + signal, or -1
+ * if it did not exit within timeout_ms (scaled; then it is killed).
+ */
+int it_server_run(const char *const *args, int timeout_ms, const char **out,
+    const char **err);
 
 /*
  * Per-test cleanup: closes every connection, stops every server except keep
