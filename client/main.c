@@ -19,6 +19,7 @@
 #include "identity.h"
 #include "log.h"
 #include "message.h"
+#include "transport.h"
 #include "ui.h"
 
 struct opts {
@@ -32,6 +33,7 @@ struct opts {
     int timeout;
     int verbose;
     char *trace;
+    char *transport; /* --transport: scheme for an address without one */
     /* secure sessions (doc/SECURE.md) */
     gboolean secure;
     gboolean accept_new;
@@ -339,6 +341,10 @@ main(int argc, char **argv)
         {"verbose", 'v', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK,
          (gpointer)opt_verbose, "Log more to standard error (twice: debug)",
          NULL},
+        {"transport", 't', 0, G_OPTION_ARG_STRING, &o.transport,
+         "Transport for an address given without a scheme: tcp (default), "
+         "udp or unix",
+         "NAME"},
         {"trace", 0, 0, G_OPTION_ARG_STRING, &o.trace,
          "Trace WHAT to standard error; WHAT is \"sockets\": one line per "
          "socket call",
@@ -389,6 +395,7 @@ main(int argc, char **argv)
     GPtrArray *rooms = NULL;
     char *summary = NULL;
     const char *url;
+    char *with_scheme = NULL;
     char shown[ADDR_URL_MAX], why[128], room[MSG_ROOM_MAX + 3];
     char found[ADDR_URL_MAX]; /* discovery: the server chosen */
     int status = CLIENT_EXIT_USAGE;
@@ -519,7 +526,18 @@ main(int argc, char **argv)
         }
     }
     url = argc > 1 ? argv[1] : found;
-    if (addr_parse_url(url, "tcp", CLIENT_DEFAULT_PORT, &ep, why,
+    if (o.transport && !transport_find(o.transport)) {
+        fprintf(stderr, "sockchat: --transport takes tcp, udp or unix\n");
+        status = CLIENT_EXIT_USAGE;
+        goto out;
+    }
+    if (o.transport && !strstr(url, "://")) {
+        /* "--transport udp host:7710" is "udp://host:7710". */
+        with_scheme = g_strdup_printf("%s://%s", o.transport, url);
+        url = with_scheme;
+    }
+    if (addr_parse_url(url, o.transport ? o.transport : "tcp",
+                       CLIENT_DEFAULT_PORT, &ep, why,
                        sizeof(why)) != CHAT_OK) {
         fprintf(stderr, "sockchat: bad server '%s': %s\n", url, why);
         status = CLIENT_EXIT_USAGE;
@@ -580,6 +598,8 @@ out:
     g_free(o.nick);
     g_strfreev(o.rooms);
     g_free(o.trace);
+    g_free(o.transport);
+    g_free(with_scheme);
     g_free(o.identity);
     g_free(o.known_servers);
     g_free(conf_nick);
