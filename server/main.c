@@ -101,7 +101,7 @@ static GOptionEntry opt_entries[] = {
      "WHAT"},
     /* discovery (beacon.h) */
     {"lan", 0, 0, G_OPTION_ARG_NONE, &opt.lan,
-     "Listen on every interface (tcp://0.0.0.0:7710 and tcp://[::]:7710 "
+     "Listen on every interface (0.0.0.0 and [::], TCP and UDP, port 7710, "
      "unless listeners are given) and announce this server on the LAN by "
      "UDP broadcast and IPv6 multicast; without it, discovery probes are "
      "answered from this host only",

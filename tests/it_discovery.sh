@@ -1,0 +1,475 @@
+#!/bin/sh
+# it_discovery.sh - discovery between real sockchatd and sockchat processes,
+# on a LAN made of network namespaces.
+#
+# Broadcast and multicast must never leave this test: every datagram is sent
+# from inside namespaces it creates (named with its PID) and deletes on exit,
+# whatever happens. The LAN is a bridge in a "switch" namespace with three
+# IPv4+IPv6 hosts (servers alpha and beta, a client), a second bridge with
+# an IPv6-only pair (server gamma, a client), and a namespace with loopback
+# only (two servers without --lan). Needs root and iproute2: exit 77 (skip)
+# without them. Every wait is bounded; every process is stopped by its PID.
+#
+# Run by `make check` with SOCKCHATD and SOCKCHAT set; alone, it finds the
+# binaries next to it in a built tree.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=${abs_top_builddir:-$(dirname "$here")}
+SOCKCHATD=${SOCKCHATD:-$top/server/sockchatd}
+SOCKCHAT=${SOCKCHAT:-$top/client/sockchat}
+FLOOD=$top/tests/test_discovery
+# check-valgrind runs the servers under a wrapper and stretches the waits.
+wrap=${SOCKCHATD_WRAPPER:-}
+scale=${IT_TIMEOUT_SCALE:-1}
+case $scale in
+'' | *[!0-9]*) scale=1 ;;
+esac
+
+skip() {
+    echo "1..0 # SKIP $1"
+    echo "it_discovery: skipped: $1" >&2
+    exit 77
+}
+
+[ "$(id -u)" -eq 0 ] || skip "needs root to create network namespaces"
+command -v ip >/dev/null 2>&1 || skip "needs iproute2 (ip)"
+[ -x "$SOCKCHATD" ] && [ -x "$SOCKCHAT" ] || skip "binaries not built"
+[ -x "$FLOOD" ] || skip "tests/test_discovery (the flood helper) not built"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/it_discovery.XXXXXX") || exit 99
+# Keys and known servers go here, not into the home of whoever runs this.
+HOME=$tmp XDG_CONFIG_HOME=$tmp/config
+export HOME XDG_CONFIG_HOME
+tag=d$$
+SW=${tag}sw
+H1=${tag}h1 H2=${tag}h2 H3=${tag}h3 H4=${tag}h4 H5=${tag}h5 H6=${tag}h6
+made=""
+pids=""
+failed=0
+n=0
+
+# The interactive checks run the client in tmux, when there is one.
+unset TMUX
+T() {
+    tmux -S "$tmp/tmux.sock" -f /dev/null "$@"
+}
+
+cleanup() {
+    command -v tmux >/dev/null 2>&1 && T kill-server >/dev/null 2>&1
+    for p in $pids; do
+        kill "$p" 2>/dev/null
+    done
+    wait 2>/dev/null
+    # Deleting a namespace deletes its veth ends, and their peers with them.
+    for ns in $made; do
+        ip netns del "$ns" 2>/dev/null
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 99' INT TERM HUP
+
+ok() {
+    n=$((n + 1))
+    echo "ok $n - $1"
+}
+
+not_ok() {
+    n=$((n + 1))
+    failed=1
+    echo "not ok $n - $1"
+    shift
+    for f in "$@"; do
+        [ -f "$f" ] && sed "s|^|#   $(basename "$f"): |" "$f"
+    done
+    return 0
+}
+
+# Wait up to $2 tenths of a second (default 50) for command $1.
+wait_for() {
+    i=0
+    while ! eval "$1" >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ "$i" -ge $((${2:-50} * scale)) ] && return 1
+        sleep 0.1
+    done
+    return 0
+}
+
+now_ms() {
+    date +%s%3N
+}
+
+nsx() {
+    ns=$1
+    shift
+    ip netns exec "$ns" "$@"
+}
+
+# --- the LAN ---------------------------------------------------------------
+
+new_ns() {
+    ip netns add "$1" || return 1
+    made="$made $1"
+    nsx "$1" ip link set lo up || return 1
+    # No duplicate address detection: addresses are usable at once.
+    nsx "$1" sh -c 'echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad;
+        echo 0 >/proc/sys/net/ipv6/conf/all/accept_dad' 2>/dev/null
+    return 0
+}
+
+# plug HOST BRIDGE PORT [IPV4/24]: a veth e0 in HOST, PORT on BRIDGE in $SW.
+plug() {
+    ip link add e0 netns "$1" type veth peer name "$3" netns "$SW" || return 1
+    nsx "$SW" ip link set "$3" master "$2" up || return 1
+    [ -n "${4:-}" ] && { nsx "$1" ip addr add "$4/24" brd + dev e0 || return 1; }
+    nsx "$1" ip link set e0 up || return 1
+    return 0
+}
+
+build_lan() {
+    new_ns "$SW" || return 1
+    for br in br0 br1; do
+        # No multicast snooping: the bridge floods the group like a hub.
+        nsx "$SW" ip link add "$br" type bridge mcast_snooping 0 || return 1
+        nsx "$SW" ip link set "$br" up || return 1
+    done
+    for h in "$H1" "$H2" "$H3" "$H4" "$H5" "$H6"; do
+        new_ns "$h" || return 1
+    done
+    plug "$H1" br0 p1 10.77.0.1 && plug "$H2" br0 p2 10.77.0.2 &&
+        plug "$H3" br0 p3 10.77.0.3 || return 1
+    plug "$H4" br1 p4 && plug "$H5" br1 p5 || return 1
+    for h in "$H4" "$H5"; do
+        wait_for "nsx $h ip -6 addr show dev e0 scope link | grep -q fe80" ||
+            return 1
+    done
+    return 0
+}
+
+if ! build_lan 2>"$tmp/lan.err"; then
+    cat "$tmp/lan.err" >&2
+    skip "cannot build the namespace LAN (ip netns, veth or bridge refused)"
+fi
+
+# --- processes -------------------------------------------------------------
+
+# start_server NS NAME [ARGS...]: sockchatd in NS; waits for its port file.
+start_server() {
+    sns=$1
+    sname=$2
+    shift 2
+    rm -f "$tmp/$sname.port"
+    # Not through a shell function: $! must be the process itself (ip
+    # netns exec and timeout exec, timeout passes SIGTERM on).
+    ip netns exec "$sns" timeout $((120 * scale)) $wrap "$SOCKCHATD" \
+        --name "$sname" --port-file "$tmp/$sname.port" -v \
+        --identity "$tmp/$sname.key" "$@" \
+        >>"$tmp/$sname.log" 2>&1 &
+    eval "pid_$sname=$!"
+    pids="$pids $!"
+    wait_for "test -s '$tmp/$sname.port'" || {
+        echo "Bail out! sockchatd $sname did not start"
+        cat "$tmp/$sname.log"
+        exit 99
+    }
+}
+
+stop_server() {
+    eval "sp=\$pid_$1"
+    kill "$sp" 2>/dev/null
+    wait "$sp" 2>/dev/null
+}
+
+# discover NS OUT [ARGS...]: sockchat --discover in NS, output in OUT.
+discover() {
+    dns=$1
+    dout=$2
+    shift 2
+    nsx "$dns" timeout $((30 * scale)) "$SOCKCHAT" --discover --json "$@" \
+        >"$dout" 2>"$dout.err"
+}
+
+names_in() {
+    sed -n 's/.*"name":"\([^"]*\)".*/\1/p' "$1" | sort | tr '\n' ' '
+}
+
+# --- the checks ------------------------------------------------------------
+
+B="--lan --beacon-interval 1"
+start_server "$H1" alpha $B
+start_server "$H2" beta $B
+start_server "$H4" gamma $B
+
+# watch NS OUT SECONDS [ARGS...]: sockchat --discover --watch --json, each
+# line stamped with the ms since the start.
+watch() {
+    wns=$1
+    wout=$2
+    wsec=$3
+    shift 3
+    w0=$(now_ms)
+    ip netns exec "$wns" timeout $((30 * scale)) "$SOCKCHAT" --discover \
+        --watch --json --timeout "$wsec" "$@" 2>"$wout.err" |
+        while IFS= read -r line; do
+            echo "$(($(now_ms) - w0)) $line"
+        done >"$wout"
+}
+
+# The latest ms at which one of NAMES... had a "new" event in OUT.
+last_new() {
+    f=$1
+    shift
+    m=0
+    for nm in "$@"; do
+        t=$(awk -v nm="\"name\":\"$nm\"" \
+            '/"event":"new"/ && index($0, nm) { print $1; exit }' "$f")
+        [ -z "$t" ] && { echo 999999; return; }
+        [ "$t" -gt "$m" ] && m=$t
+    done
+    echo "$m"
+}
+
+# 1. A probe finds both servers within one second.
+watch "$H3" "$tmp/probe1.out" 1
+late=$(last_new "$tmp/probe1.out" alpha beta)
+if [ "$late" -le $((1000 * scale)) ]; then
+    ok "a probe finds alpha and beta within one second (${late} ms)"
+else
+    not_ok "a probe finds both within one second (${late} ms)" \
+        "$tmp/probe1.out" "$tmp/probe1.out.err"
+fi
+discover "$H3" "$tmp/probe.out" --timeout 1
+
+# 2. Seen over IPv4 and IPv6 at once: one line per server (instance id).
+if [ "$(names_in "$tmp/probe.out")" = "alpha beta " ] &&
+    grep '"name":"alpha"' "$tmp/probe.out" | grep -q '"address":"10.77.0.1"' &&
+    [ "$(grep -c '"name":"alpha"' "$tmp/probe.out")" -eq 1 ] &&
+    grep '"name":"alpha"' "$tmp/probe.out" | grep -q '"addresses":\["[^]]*fe80'
+then
+    ok "each server listed once though heard by IPv4 and IPv6"
+else
+    not_ok "dedup by instance id" "$tmp/probe.out"
+fi
+
+# 3. Listening alone finds both within one beacon interval (1 s, +20%;
+# 400 ms more for the client to start on a busy machine).
+watch "$H3" "$tmp/passive.out" 2 --passive
+late=$(last_new "$tmp/passive.out" alpha beta)
+if [ "$late" -le $((1600 * scale)) ]; then
+    ok "passive listening hears alpha and beta within one interval (${late} ms)"
+else
+    not_ok "passive listening within one interval (last at ${late} ms)" \
+        "$tmp/passive.out" "$tmp/passive.out.err"
+fi
+
+# 4. A stopped server drops out after its expiry (3 beacon periods).
+t0=$(now_ms)
+watch "$H3" "$tmp/expire.out" 8 --passive &
+wpid=$!
+pids="$pids $wpid"
+sleep 2
+tk=$(($(now_ms) - t0))
+stop_server beta
+wait "$wpid" 2>/dev/null
+gone=$(awk '/"event":"gone"/ && /"name":"beta"/ { print $1; exit }' \
+    "$tmp/expire.out")
+if [ -n "$gone" ] && [ $((gone - tk)) -ge 1000 ] &&
+    [ $((gone - tk)) -le $((5000 * scale)) ] &&
+    ! grep '"event":"gone"' "$tmp/expire.out" | grep -q '"name":"alpha"'; then
+    ok "a stopped server expires $((gone - tk)) ms after it stopped; alpha stays"
+else
+    not_ok "expiry (stopped at $tk ms, gone at ${gone:-never})" \
+        "$tmp/expire.out" "$tmp/expire.out.err"
+fi
+
+# 5. A restart (new instance id, same address and port) replaces the entry.
+start_server "$H2" beta $B
+watch "$H3" "$tmp/restart.out" 5 --passive &
+wpid=$!
+pids="$pids $wpid"
+sleep 2
+stop_server beta
+start_server "$H2" beta $B
+wait "$wpid" 2>/dev/null
+if grep '"event":"restart"' "$tmp/restart.out" | grep -q '"name":"beta"' &&
+    ! grep '"event":"gone"' "$tmp/restart.out" | grep -q '"name":"beta"'; then
+    ok "a restarted server replaces its old entry"
+else
+    not_ok "restart replaces" "$tmp/restart.out" "$tmp/restart.out.err"
+fi
+
+# 6. The client connects to what it discovered and chats over TCP.
+discover "$H3" "$tmp/again.out" --timeout 1
+url=$(grep '"name":"alpha"' "$tmp/again.out" |
+    sed -n 's/.*"url":"\([^"]*\)".*/\1/p')
+printf 'found you\n' | nsx "$H3" timeout $((20 * scale)) "$SOCKCHAT" \
+    --batch -n finder -r lobby "${url:-none}" >"$tmp/chat.out" 2>"$tmp/chat.err"
+rc=$?
+if [ "$url" = "tcp://10.77.0.1:7710" ] && [ $rc -eq 0 ] &&
+    grep -q '#lobby <finder> found you' "$tmp/chat.out"; then
+    ok "chat over $url, the URL discovery gave"
+else
+    not_ok "chat over the discovered URL '$url' (rc $rc)" "$tmp/again.out" \
+        "$tmp/chat.out" "$tmp/chat.err"
+fi
+
+# 7. No address and two servers, in batch mode: list them and exit 1.
+nsx "$H3" timeout $((20 * scale)) "$SOCKCHAT" --batch -n nobody \
+    </dev/null >"$tmp/two.out" 2>"$tmp/two.err"
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'alpha' "$tmp/two.err" &&
+    grep -q 'beta' "$tmp/two.err"; then
+    ok "no address, two servers, batch: both listed, exit 1"
+else
+    not_ok "no address with two servers (rc $rc)" "$tmp/two.out" "$tmp/two.err"
+fi
+
+# 7b. /servers in a batch session lists what answers.
+printf '/servers\n' | nsx "$H3" timeout $((20 * scale)) "$SOCKCHAT" \
+    --batch -n lister tcp://10.77.0.1:7710 >"$tmp/list.out" 2>"$tmp/list.err"
+rc=$?
+if [ $rc -eq 0 ] && grep -q '^servers: 2 answered' "$tmp/list.out" &&
+    grep -q '^  alpha  10.77.0.1  tcp:7710[,a-z0-9:]*  encryption=' \
+        "$tmp/list.out" &&
+    grep -q '^  beta  10.77.0.2  tcp:7710' "$tmp/list.out"; then
+    ok "/servers in a batch session lists alpha and beta"
+else
+    not_ok "/servers in batch (rc $rc)" "$tmp/list.out" "$tmp/list.err"
+fi
+
+# 7c. Interactive, no address, two servers: pick one by name, then
+# /servers in the session.
+if command -v tmux >/dev/null 2>&1; then
+    {
+        echo "HOME='$tmp' XDG_CONFIG_HOME='$tmp/config'"
+        echo "export HOME XDG_CONFIG_HOME"
+        # --foreground: the client reads the terminal.
+        echo "ip netns exec $H3 timeout --foreground $((60 * scale))" \
+            "'$SOCKCHAT' --no-color -n picker"
+        echo "echo \$? >'$tmp/pick.rc'"
+        echo "exec sleep $((60 * scale))"
+    } >"$tmp/pick.sh"
+    T new-session -d -s pick -x 160 -y 40 "sh '$tmp/pick.sh'"
+    pane() {
+        T capture-pane -p -t pick >"$tmp/pick.screen" 2>/dev/null
+        grep -q -- "$1" "$tmp/pick.screen"
+    }
+    prc=none
+    if wait_for "pane 'Connect to which'"; then
+        T send-keys -t pick beta Enter
+        wait_for "pane '#general'" &&
+            T send-keys -t pick /servers Enter &&
+            wait_for "pane 'servers: 2 answered'" &&
+            T send-keys -t pick /quit Enter
+        wait_for "test -s '$tmp/pick.rc'" && prc=$(cat "$tmp/pick.rc")
+    fi
+    T capture-pane -p -t pick >"$tmp/pick.screen" 2>/dev/null
+    if [ "$prc" = 0 ] && grep -q '2 servers answered' "$tmp/pick.screen" &&
+        grep -q 'found beta at tcp://10.77.0.2:7710' "$tmp/pick.screen" &&
+        grep -q 'servers: 2 answered' "$tmp/pick.screen"; then
+        ok "interactive: picked beta by name from two, then /servers"
+    else
+        not_ok "interactive pick and /servers (rc $prc)" "$tmp/pick.screen"
+    fi
+    T kill-session -t pick >/dev/null 2>&1
+else
+    ok "# SKIP interactive pick: no tmux"
+fi
+
+# 8. IPv6 only: found by multicast, and reached at its link-local address
+# without an address on the command line (the only server answering).
+discover "$H5" "$tmp/v6.out" --timeout 1
+printf 'over six\n' | nsx "$H5" timeout $((20 * scale)) "$SOCKCHAT" \
+    --batch -n six -r lobby >"$tmp/v6chat.out" 2>"$tmp/v6chat.err"
+rc=$?
+if [ "$(names_in "$tmp/v6.out")" = "gamma " ] &&
+    grep -q '"address":"fe80::[0-9a-f:]*%e0"' "$tmp/v6.out" &&
+    [ $rc -eq 0 ] && grep -q '#lobby <six> over six' "$tmp/v6chat.out"; then
+    ok "IPv6-only hosts: found by multicast, chat with no address given"
+else
+    not_ok "IPv6-only discovery and chat (rc $rc)" "$tmp/v6.out" \
+        "$tmp/v6.out.err" "$tmp/v6chat.out" "$tmp/v6chat.err"
+fi
+
+# 9. A probe flood from one host: answers stay within the per-source bucket
+# (burst 5, then 2 a second), bytes out within 3 times bytes in, and the
+# server keeps serving chat meanwhile.
+ip netns exec "$H3" timeout $((30 * scale)) "$FLOOD" flood 10.77.0.1 7711 \
+    5000 >"$tmp/flood.out" 2>"$tmp/flood.err" &
+fpid=$!
+pids="$pids $fpid"
+sleep 0.3
+printf 'still here\n' | nsx "$H2" timeout $((20 * scale)) "$SOCKCHAT" \
+    --batch -n during -r lobby tcp://10.77.0.1:7710 >"$tmp/during.out" \
+    2>"$tmp/during.err"
+crc=$?
+wait "$fpid"
+set -- $(cat "$tmp/flood.out") x x x x x x x x
+# "sent N bytes_sent B answers A bytes_received R"
+sent=$2 bsent=$4 answers=$6 brecv=$8
+case "$sent$answers$bsent$brecv" in
+*[!0-9]*) sent=0 ;;
+esac
+if [ "$sent" -gt 1000 ] && [ "$answers" -ge 1 ] && [ "$answers" -le 15 ] &&
+    [ "$brecv" -le $((3 * bsent)) ] && [ $crc -eq 0 ] &&
+    grep -q '#lobby <during> still here' "$tmp/during.out"; then
+    ok "flood of $sent probes: $answers answers, $brecv of $bsent bytes; chat went on"
+else
+    not_ok "probe flood (chat rc $crc)" "$tmp/flood.out" "$tmp/flood.err" \
+        "$tmp/during.out" "$tmp/during.err"
+fi
+
+# 10. Two servers in one namespace share the discovery port (--lan).
+start_server "$H1" delta $B --listen tcp://0.0.0.0:7720
+discover "$H3" "$tmp/shared.out" --timeout 1
+if [ "$(names_in "$tmp/shared.out")" = "alpha beta delta " ]; then
+    ok "two --lan servers on one host both answer"
+else
+    not_ok "two --lan servers on one host" "$tmp/shared.out" \
+        "$tmp/shared.out.err"
+fi
+
+# 11. ... and without --lan, on loopback only (the loopback broadcast
+# reaches both; a unicast probe would reach only one).
+start_server "$H6" lo1 --listen tcp://127.0.0.1:7801
+start_server "$H6" lo2 --listen tcp://127.0.0.1:7802
+discover "$H6" "$tmp/lo.out" --timeout 1
+if [ "$(names_in "$tmp/lo.out")" = "lo1 lo2 " ] &&
+    grep -q 'discovery: answering probes from this host' "$tmp/lo1.log"; then
+    ok "two loopback-only servers in one namespace both answer"
+else
+    not_ok "two loopback-only servers" "$tmp/lo.out" "$tmp/lo.out.err" \
+        "$tmp/lo1.log" "$tmp/lo2.log"
+fi
+
+# 12. Nothing there: --discover says so and exits 2.
+stop_server lo1
+stop_server lo2
+discover "$H6" "$tmp/none.out" --timeout 1
+rc=$?
+if [ $rc -eq 2 ] && [ ! -s "$tmp/none.out" ] &&
+    grep -q 'no server answered' "$tmp/none.out.err"; then
+    ok "no server: exit 2 with a reason"
+else
+    not_ok "no server (rc $rc)" "$tmp/none.out" "$tmp/none.out.err"
+fi
+
+# 13. Junk sent to a server's discovery port changes nothing and crashes
+# nothing (the codec's cases are the unit tests'; this is the live path).
+nsx "$H3" bash -c 'for i in 1 2 3 4 5 6 7 8 9 10; do
+    printf "SkCd\001{\"type\":\"probe\"}" >/dev/udp/10.77.0.1/7711
+    printf "hello, world" >/dev/udp/10.77.0.1/7711
+    done' 2>/dev/null
+discover "$H3" "$tmp/after.out" --timeout 1
+if kill -0 "$pid_alpha" 2>/dev/null &&
+    grep -q '"name":"alpha"' "$tmp/after.out"; then
+    ok "junk datagrams: alpha still up and answering"
+else
+    not_ok "alpha after junk" "$tmp/after.out" "$tmp/alpha.log"
+fi
+
+echo "1..$n"
+echo "it_discovery: $n sub-checks ran, $( [ $failed -eq 0 ] && echo all passed || echo some FAILED)" >&2
+exit $failed
