@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -472,6 +473,50 @@ out:
     return ok;
 }
 
+/* Descriptors the server needs besides its clients: listeners, discovery,
+ * the signal pipe, logs. */
+#define FD_RESERVE 32
+
+/*
+ * Make --max-clients possible: select cannot watch a descriptor at or above
+ * FD_SETSIZE, so the limit is lowered to what fits, with one line saying
+ * so; and the soft descriptor limit is raised towards the hard one to what
+ * the clients need, with a clear line when the hard limit is too low.
+ */
+static void
+fit_max_clients(struct server_config *cfg, const struct loop *loop)
+{
+    int fd_limit = loop_fd_limit(loop);
+    rlim_t need;
+    struct rlimit rl;
+
+    if (fd_limit > 0 && cfg->max_clients + FD_RESERVE > (unsigned)fd_limit) {
+        unsigned fit = fd_limit > FD_RESERVE ? (unsigned)fd_limit - FD_RESERVE
+                                             : 1;
+
+        log_warn("--max-clients %u lowered to %u: the %s loop watches "
+                 "descriptors below %d (use --io epoll for more)",
+                 cfg->max_clients, fit, loop_name(loop), fd_limit);
+        cfg->max_clients = fit;
+        opt.max_clients = (gint)fit; /* SIGHUP must not raise it again */
+    }
+    need = (rlim_t)cfg->max_clients + FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        log_warn("the descriptor limit allows %llu, but --max-clients %u "
+                 "needs %llu: raise the hard limit (ulimit -Hn) or lower "
+                 "--max-clients; clients past it get server_full",
+                 (unsigned long long)rl.rlim_max, cfg->max_clients,
+                 (unsigned long long)need);
+        need = rl.rlim_max;
+    }
+    rl.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        log_info("descriptor limit raised to %llu for %u clients",
+                 (unsigned long long)need, cfg->max_clients);
+}
+
 static int
 setup_signals(void)
 {
@@ -619,11 +664,7 @@ main(int argc, char **argv)
     if (fell_back)
         log_warn("--io %s is not available here; using %s", opt.io,
                  loop_name(loop));
-    if ((unsigned)loop_fd_limit(loop) < cfg.max_clients + 16 &&
-        loop_fd_limit(loop) > 0)
-        log_info("the %s loop watches descriptors below %d: clients past "
-                 "that get server_full",
-                 loop_name(loop), loop_fd_limit(loop));
+    fit_max_clients(&cfg, loop);
     rs.srv = server_new(&cfg, loop);
     server_set_identity(rs.srv, id, nicks);
     id = NULL;
