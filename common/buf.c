@@ -1,5 +1,6 @@
 #include "buf.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include <glib.h>
@@ -14,6 +15,16 @@ buf_init(struct buf *b, size_t cap)
 {
     memset(b, 0, sizeof(*b));
     b->cap = cap;
+}
+
+void
+buf_view(struct buf *b, const uint8_t *p, size_t n)
+{
+    b->data = (uint8_t *)(uintptr_t)p; /* never written through a view */
+    b->off = 0;
+    b->len = n;
+    b->alloc = n;
+    b->cap = n;
 }
 
 void

@@ -21,6 +21,10 @@ struct buf {
     size_t cap;    /* most bytes the buffer may hold */
 };
 
+/* A read-only view of n bytes at p, for frame_peek() on bytes that live
+ * elsewhere: consume from it, never append to it or clean it up. */
+void buf_view(struct buf *b, const uint8_t *p, size_t n);
+
 /* Empty buffer that will hold at most cap bytes. No allocation yet. */
 void buf_init(struct buf *b, size_t cap);
 /* Free the storage; b is empty (same cap) afterwards. */

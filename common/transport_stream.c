@@ -20,7 +20,9 @@
 #include "err.h"
 #include "log.h"
 
-#define STREAM_BACKLOG 128
+/* The kernel caps it at net.core.somaxconn: a connect storm should queue,
+ * not overflow. */
+#define STREAM_BACKLOG SOMAXCONN
 
 static const char *
 family_name(int family)

@@ -22,7 +22,8 @@
 #define CLOSE_GRACE_MS 2000      /* to flush a last error before closing */
 #define ACCEPT_PAUSE_MS 100      /* after EMFILE: let descriptors free up */
 #define TICK_MS 200
-#define FLUSH_IOV 64             /* frames handed to one sendmsg() */
+#define FLUSH_IOV 1024           /* frames handed to one sendmsg() (IOV_MAX) */
+#define READ_CHUNK 16384         /* bytes read from a client at once */
 
 struct listener {
     struct server *srv;
@@ -44,6 +45,7 @@ struct server {
     int64_t next_sweep; /* monotonic ms of the next idle sweep */
     unsigned closing;   /* clients flushing a last word: not counted */
     bool stopping;      /* server_shutdown(): everyone gets bye, no quits */
+    uint8_t rx[READ_CHUNK];        /* every client's reads land here first */
     struct identity *id;           /* long-term key, for secure sessions */
     struct identity_nicks *reserved; /* reserved nicks, or NULL */
 };
@@ -612,14 +614,15 @@ client_destroy(struct client *c)
  * open (tampered, replayed, reordered, truncated) reaches the chat layer:
  * the session ends with secure_failed. */
 static void
-client_dispatch_sealed(struct client *c, const uint8_t *body, size_t len)
+client_dispatch_sealed(struct client *c, struct buf *in, const uint8_t *body,
+                       size_t len)
 {
     uint8_t *pt = NULL;
     size_t ptlen = 0;
     bool final = false;
     int rc = secure_open(c->sec, body, len, &pt, &ptlen, &final);
 
-    frame_consume(&c->in, len);
+    frame_consume(in, len);
     if (rc != CHAT_OK) {
         log_info("conn %u: a sealed frame did not open; closing", c->id);
         client_send_error(c, PE_SECURE_FAILED,
@@ -637,14 +640,14 @@ client_dispatch_sealed(struct client *c, const uint8_t *body, size_t len)
 }
 
 static void
-client_handle_frames(struct client *c)
+client_handle_frames(struct client *c, struct buf *in)
 {
     const uint8_t *body;
     size_t len;
     int rc;
 
     while (!c->closing) {
-        rc = frame_peek(&c->in, c->srv->cfg.max_frame, &body, &len);
+        rc = frame_peek(in, c->srv->cfg.max_frame, &body, &len);
         if (rc == CHAT_EAGAIN)
             return;
         if (rc == CHAT_EPROTO) {
@@ -666,41 +669,63 @@ client_handle_frames(struct client *c)
         c->ping_at = 0;
         c->frames++;
         if (client_sealing(c)) {
-            client_dispatch_sealed(c, body, len);
+            client_dispatch_sealed(c, in, body, len);
             continue;
         }
         commands_dispatch(c, body, len);
-        frame_consume(&c->in, len);
+        frame_consume(in, len);
     }
+}
+
+/* Handle n bytes just read into the server's read buffer. Whole frames are
+ * handled straight from it; only a partial frame is kept in c->in, so a
+ * client that sends whole frames never holds an input buffer. */
+static void
+client_take_input(struct client *c, size_t n)
+{
+    struct buf view;
+
+    if (buf_len(&c->in) > 0) {
+        buf_append(&c->in, c->srv->rx, n); /* n <= buf_room: see below */
+        client_handle_frames(c, &c->in);
+    } else {
+        buf_view(&view, c->srv->rx, n);
+        client_handle_frames(c, &view);
+        if (!c->closing && buf_len(&view) > 0)
+            buf_append(&c->in, buf_ptr(&view), buf_len(&view));
+    }
+    if (buf_len(&c->in) == 0)
+        buf_cleanup(&c->in);
 }
 
 /* Read once. false when the connection is gone and c was destroyed. */
 static bool
 client_read(struct client *c)
 {
-    uint8_t *p, scratch[4096];
-    size_t avail;
+    uint8_t *rx = c->srv->rx;
+    size_t want;
     ssize_t n;
 
     if (c->shut) {
         /* Draining after our FIN: discard until the peer closes (or the
          * close deadline passes). */
-        n = transport_recv(c->t, scratch, sizeof(scratch));
+        n = transport_recv(c->t, rx, READ_CHUNK);
         if (n > 0 || n == CHAT_EAGAIN)
             return true;
         client_destroy(c);
         return false;
     }
-    p = buf_reserve(&c->in, 16384, &avail);
-    if (!p) /* cannot happen: frames are handled as they complete */
+    /* Never more than c->in could take, so its cap bounds a frame. */
+    want = buf_room(&c->in) < READ_CHUNK ? buf_room(&c->in) : READ_CHUNK;
+    if (want == 0) /* cannot happen: frames are handled as they complete */
         return true;
-    n = transport_recv(c->t, p, avail);
+    n = transport_recv(c->t, rx, want);
     if (n == CHAT_EAGAIN)
         return true;
     if (n == CHAT_ECLOSED) {
         /* The peer may have only half-closed: answer what it sent, then
          * close after the replies are out. */
-        client_handle_frames(c);
+        client_handle_frames(c, &c->in);
         client_close(c, "connection closed");
         return true;
     }
@@ -710,8 +735,7 @@ client_read(struct client *c)
         client_destroy(c);
         return false;
     }
-    buf_commit(&c->in, (size_t)n);
-    client_handle_frames(c);
+    client_take_input(c, (size_t)n);
     return true;
 }
 
