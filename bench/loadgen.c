@@ -1,40 +1,63 @@
-/* loadgen.c - sockchat load generator (bench/, never installed).
+/* loadgen.c - sockchat and IRC load generator (bench/, never installed).
  *
  * One process, one thread, epoll, TCP_NODELAY, non-blocking sockets; it
- * follows doc/BENCHMARKS.md (and the shared BENCHMARK-METHOD). N clients say
- * hello and join one room, at most C connecting or registering at a time.
- * Clients 0..S-1 are senders and members too; each sends WARM + M `say`
- * frames whose text carries its id, its own sequence number and the send
- * time (CLOCK_MONOTONIC, ns).
+ * follows doc/BENCHMARKS.md (and the shared BENCHMARK-METHOD). N clients
+ * register and join a room, at most C connecting or registering at a time.
+ * --proto sockchat (the default) says hello and join and counts a client as
+ * registered at `welcome` and joined at `room`; --proto irc sends NICK and
+ * USER, counts it registered at numeric 001, sends JOIN and counts it joined
+ * at 366, and answers PING with PONG. Clients 0..S-1 are senders and members
+ * too; each sends WARM + M messages (or, with --seconds, as many as fit in
+ * the measured time) whose text carries its id, its own sequence number and
+ * the send time (CLOCK_MONOTONIC, ns). A sockchat `say` frame is 100 bytes
+ * on the wire; an IRC line is 100 bytes including "PRIVMSG #bench :" and
+ * CRLF.
+ *
+ * --rooms K spreads the clients over K rooms (client i in room i % K, named
+ * "#r0000" and up so that messages keep their size); every rule below then
+ * holds per room.
  *
  * Window: a sender may have at most W messages that have not yet reached
- * all N-1 other members (the exact rule of the method, not an echo-based
- * approximation). Every receiver counts each new message of each sender in
- * a per-sender ring of W counters; the oldest outstanding message is done
- * when its counter reaches N-1. The sender's own echo is checked but counts
- * neither as a delivery nor towards the window.
+ * all the other members of its room (the exact rule of the method, not an
+ * echo-based approximation). Every receiver counts each new message of each
+ * sender in a per-sender ring of W counters; the oldest outstanding message
+ * is done when its counter reaches the room's size - 1. sockchatd also sends
+ * the sender its own copy: it is checked but counts neither as a delivery
+ * nor towards the window. IRC servers send no such copy.
  *
- * Every receiver parses every delivery and checks the sender's sequence (no
- * gap, no duplicate, in order) and the room seq (first 1, then strictly +1;
- * the server must be fresh). Latency is receive time (taken once per recv)
- * minus the embedded send time, into 1 us buckets up to 1 s (then 1 ms
- * buckets up to 60 s, then an overflow bucket); percentiles are the lower
- * edge of their bucket. The measured phase starts once every WARM message has
- * reached every member (a barrier: senders pause at WARM) and ends when the
- * last measured message has reached everyone, echoes included.
+ * Every receiver parses every delivery and checks its content (size, sender
+ * id against the nick, the filler) and the sender's sequence (no gap, no
+ * duplicate, in order); with sockchat also the room seq (first 1, then
+ * strictly +1; the server must be fresh). IRC has no room seq. Latency is
+ * receive time (taken once per recv) minus the embedded send time, into 1 us
+ * buckets up to 1 s (then 1 ms buckets up to 60 s, then an overflow bucket);
+ * percentiles are the lower edge of their bucket. The measured phase starts
+ * once every WARM message has reached every member (a barrier: senders pause
+ * at WARM) and ends when the last measured message has reached everyone,
+ * echoes included.
+ *
+ * --idle measures memory and liveness instead: the N clients only register
+ * (no join); once all are registered (the connect time, for the connect
+ * storm rows) and a settling second has passed, it reads the server's VmRSS
+ * (--server-pid) against the reading taken before the first connect, then
+ * every client sends one ping and times its pong, then all hold for --hold
+ * seconds.
  *
  * --relay runs the optional "raw relay" ceiling instead: a minimal epoll
- * server that answers hello and join with canned replies and turns each say
- * into a message frame for every member (sender included, as sockchatd
- * does), appending to per-client buffers and flushing once per epoll_wait
- * batch. It is not a chat server; it measures the loopback TCP path and the
- * load generator itself.
+ * server (sockchat protocol only) that answers hello and join with canned
+ * replies and turns each say into a message frame for every member of the
+ * room (sender included, as sockchatd does), appending to per-client
+ * buffers and flushing once per epoll_wait batch. It is not a chat server;
+ * it measures the loopback TCP path and the load generator itself.
+ *
+ * --free-port prints a free TCP port on 127.0.0.1 (outside the ephemeral
+ * range) for servers that cannot be told to pick one.
  *
  * Loopback only: any other address is refused. Exit status: 0 when every
  * check passed, 1 when a check failed (loss, duplicate, order, room seq, an
- * error from the server, a member that left), 2 for a bad command line or a
- * system error, 3 when the run did not complete (--max-seconds, no progress
- * for 5 s, or a connection lost).
+ * error from the server, a member that left, a ping not answered), 2 for a
+ * bad command line or a system error, 3 when the run did not complete
+ * (--max-seconds, no progress for 5 s, or a connection lost).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -70,13 +93,22 @@
 #define NICK_PREFIX "lg"
 #define TEXT_HEAD 37 /* "SSSS QQQQQQQQQQ TTTTTTTTTTTTTTTTTTTT " */
 #define MAX_FIELDS 16
-#define STALL_SECONDS 5 /* no byte received while sending: give up */
+#define STALL_SECONDS 5   /* no byte received while sending: give up */
+#define IRC_LINE_MAX 8192 /* longer than any server's, to be lenient */
+#define PING_WAIT_S 5     /* idle mode: pongs missing after this fail */
+#define ROOM_NAME_MAX 40
+#define SEQ_MAX 9999999999ULL /* 10 digits in the text */
+
+enum proto {
+    PROTO_SOCKCHAT = 0,
+    PROTO_IRC,
+};
 
 enum conn_state {
     CS_IDLE = 0, /* not connected yet */
     CS_CONNECTING,
-    CS_HELLO, /* hello sent, waiting for welcome */
-    CS_JOIN,  /* join sent, waiting for room */
+    CS_HELLO, /* hello (IRC: NICK, USER) sent, waiting for welcome (001) */
+    CS_JOIN,  /* join sent, waiting for room (IRC: 366) */
     CS_READY,
     CS_DEAD,
 };
@@ -85,6 +117,9 @@ enum phase {
     PH_CONNECT = 0,
     PH_WARM,
     PH_MEASURE,
+    PH_SETTLE, /* idle mode: all registered, waiting before reading RSS */
+    PH_PING,   /* idle mode: one ping out per client */
+    PH_HOLD,   /* idle mode: holding the connections */
     PH_DONE,
 };
 
@@ -101,12 +136,16 @@ struct conn {
     uint8_t *stash; /* an incomplete frame left from the last recv */
     size_t stash_len, stash_cap;
     struct obuf out;
+    unsigned room;     /* id % rooms */
     uint64_t room_seq; /* last room seq seen; 0 = none yet */
-    uint64_t *next;    /* per sender: next expected sequence, from 1 */
-    uint64_t *gaps;    /* per sender: messages skipped and not yet seen */
+    uint64_t *next;    /* per sender of the room (by slot): next seq, from 1 */
+    uint64_t *gaps;    /* per slot: messages skipped and not yet seen */
+    int64_t ping_ns;   /* idle mode: when the ping went out */
+    int64_t pong_us;   /* idle mode: its round trip, -1 = none yet */
     /* relay mode only */
     char nick[32];
     bool pending; /* in the relay's flush list */
+    struct relay_room *rroom;
 };
 
 struct sender {
@@ -115,11 +154,13 @@ struct sender {
     uint32_t *ring; /* W counters of receivers, by seq % W */
     uint64_t limit; /* send up to this sequence in the current phase */
     int64_t due_ns; /* rate mode: when the next one may go */
+    bool dirty;     /* in lg.dirty: its window moved */
+    bool done;      /* everything up to limit arrived everywhere */
 };
 
 struct counters {
     uint64_t gaps, dups, reorders, room_seq_errors, bad_deliveries;
-    uint64_t server_errors, closed, peer_left, proto_errors;
+    uint64_t server_errors, closed, peer_left, proto_errors, pings_lost;
     uint64_t rate_late; /* rate mode: sends held back by the window */
 };
 
@@ -132,29 +173,41 @@ struct proc_sample {
 
 struct lg {
     /* options */
-    char *url, *room;
-    int n, s, w, c, text_bytes, max_seconds, server_pid;
+    char *url, *room, *proto_name;
+    int n, s, w, c, text_bytes, max_seconds, server_pid, rooms, seconds;
+    int hold, settle_ms;
     gint64 m, warm;
     double rate;
-    gboolean json, relay;
+    gboolean json, relay, idle, free_port;
+
+    enum proto proto;
+    int slots;         /* senders per room at most: ceil(S / rooms) */
+    char **room_names; /* by room index */
+    size_t room_len;   /* every room name has this length */
 
     struct sockaddr_storage addr;
     socklen_t addr_len;
     int ep;
     struct conn *conns;
     struct sender *senders;
+    /* With thousands of senders, a pass over all of them per epoll_wait
+     * would cost more than the server's work: only the senders whose window
+     * moved are refilled, and finished senders are counted as they finish. */
+    unsigned *dirty;
+    int ndirty, ndone;
     uint64_t *next_all, *gaps_all;
     uint8_t *scratch;
     size_t scratch_cap;
     uint32_t max_frame;
-    char say_prefix[128];
-    size_t say_prefix_len;
+    size_t say_prefix_len; /* bytes before the text, room included */
 
     enum phase phase;
-    int next_connect, in_flight, ready;
+    int next_connect, in_flight, ready, pongs;
+    int registered, registered_1s; /* and how many within 1 s of start */
     int64_t t_start, t_ready, t_measure, t_end, deadline;
     int64_t t_progress; /* last frame received */
-    bool stalled;
+    int64_t t_phase;    /* idle mode: when the current phase began */
+    bool stalled, stopping;
     uint64_t deliveries; /* measured, to others */
     uint64_t echoes;     /* measured, to the sender itself */
     uint64_t *hist;
@@ -162,9 +215,12 @@ struct lg {
     struct counters err;
     char first_error[256];
     struct proc_sample cpu0, cpu1;
-    double self0, self1;
+    double self0, self1, busy0, busy1;
     long long overflows0, overflows1;
     long rss_kb, hwm_kb;
+    long rss0_kb;         /* idle mode: before the first connect */
+    long rss_end_kb;      /* idle mode: after the pings and the hold */
+    long ready_overflows; /* ListenOverflows once all were registered */
 };
 
 static int64_t
@@ -302,6 +358,30 @@ listen_overflows(void)
     }
     fclose(f);
     return r;
+}
+
+/* Seconds of CPU time the whole machine spent busy (not idle, iowait or
+ * steal), from /proc/stat; -1 when unreadable. With the server's and the
+ * load generator's own time it tells how much else was running. */
+static double
+machine_busy(void)
+{
+    unsigned long long v[10] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    int n;
+
+    if (!f)
+        return -1;
+    n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu",
+               &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8],
+               &v[9]);
+    fclose(f);
+    if (n < 8)
+        return -1;
+    /* user nice system [idle iowait] irq softirq [steal]; guest time is
+     * already in user. */
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6]) /
+           (double)sysconf(_SC_CLK_TCK);
 }
 
 static double
@@ -515,6 +595,13 @@ obuf_frame(struct obuf *b, const char *json, size_t len)
 }
 
 static void
+obuf_raw(struct obuf *b, const void *p, size_t len)
+{
+    memcpy(obuf_reserve(b, len), p, len);
+    b->len += len;
+}
+
+static void
 conn_want_out(struct lg *g, struct conn *c, bool want)
 {
     struct epoll_event ev = {0};
@@ -688,10 +775,119 @@ start_connect(struct lg *g, struct conn *c)
 }
 
 static void
+conn_send(struct lg *g, struct conn *c, const char *p, size_t n)
+{
+    obuf_raw(&c->out, p, n);
+    conn_flush(g, c);
+}
+
+static void
 send_json(struct lg *g, struct conn *c, const char *json)
 {
     obuf_frame(&c->out, json, strlen(json));
     conn_flush(g, c);
+}
+
+static void
+send_join(struct lg *g, struct conn *c)
+{
+    char buf[160];
+    int len;
+
+    if (g->proto == PROTO_IRC) {
+        len = snprintf(buf, sizeof(buf), "JOIN %s\r\n", g->room_names[c->room]);
+        conn_send(g, c, buf, (size_t)len);
+    } else {
+        snprintf(buf, sizeof(buf), "{\"type\":\"join\",\"room\":\"%s\"}",
+                 g->room_names[c->room]);
+        send_json(g, c, buf);
+    }
+}
+
+/* The client's answer to a server's ping (sockchat) or PING (IRC). */
+static void
+send_pong(struct lg *g, struct conn *c, const char *tok, size_t toklen)
+{
+    char buf[160];
+    int len;
+
+    if (toklen > 64)
+        toklen = 64;
+    if (g->proto == PROTO_IRC) {
+        len = snprintf(buf, sizeof(buf), "PONG :%.*s\r\n", (int)toklen, tok);
+        conn_send(g, c, buf, (size_t)len);
+    } else if (tok) {
+        snprintf(buf, sizeof(buf), "{\"type\":\"pong\",\"token\":\"%.*s\"}",
+                 (int)toklen, tok);
+        send_json(g, c, buf);
+    } else {
+        send_json(g, c, "{\"type\":\"pong\"}");
+    }
+}
+
+/* Idle mode: the client's own ping, token "p<id>". */
+static void
+send_ping(struct lg *g, struct conn *c, int64_t now)
+{
+    char buf[96];
+    int len;
+
+    c->ping_ns = now;
+    c->pong_us = -1;
+    if (g->proto == PROTO_IRC) {
+        len = snprintf(buf, sizeof(buf), "PING :p%u\r\n", c->id);
+        conn_send(g, c, buf, (size_t)len);
+    } else {
+        snprintf(buf, sizeof(buf), "{\"type\":\"ping\",\"token\":\"p%u\"}",
+                 c->id);
+        send_json(g, c, buf);
+    }
+}
+
+static void
+on_pong(struct lg *g, struct conn *c, const char *tok, size_t toklen,
+        int64_t now)
+{
+    char want[24];
+    int wl = snprintf(want, sizeof(want), "p%u", c->id);
+
+    if (g->phase != PH_PING || c->pong_us >= 0)
+        return;
+    if (!tok || toklen != (size_t)wl || memcmp(tok, want, toklen) != 0) {
+        g->err.proto_errors++;
+        note_error(g, "client %u: pong with the wrong token", c->id);
+        return;
+    }
+    c->pong_us = (now - c->ping_ns) / 1000;
+    g->pongs++;
+}
+
+/* A client is registered: welcome (sockchat) or 001 (IRC). */
+static void
+on_registered(struct lg *g, struct conn *c)
+{
+    if (c->state != CS_HELLO)
+        return;
+    g->in_flight--;
+    g->registered++;
+    if (mono_ns() - g->t_start <= 1000000000)
+        g->registered_1s++;
+    if (g->idle) {
+        c->state = CS_READY;
+        g->ready++;
+        return;
+    }
+    c->state = CS_JOIN;
+    send_join(g, c);
+}
+
+static void
+on_joined(struct lg *g, struct conn *c)
+{
+    if (c->state != CS_JOIN)
+        return;
+    c->state = CS_READY;
+    g->ready++;
 }
 
 static void
@@ -700,6 +896,7 @@ on_connected(struct lg *g, struct conn *c)
     int err = 0;
     socklen_t el = sizeof(err);
     char buf[160];
+    int len;
 
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
         snprintf(buf, sizeof(buf), "connect: %s", strerror(err ? err : errno));
@@ -707,6 +904,14 @@ on_connected(struct lg *g, struct conn *c)
         return;
     }
     c->state = CS_HELLO;
+    if (g->proto == PROTO_IRC) {
+        len = snprintf(buf, sizeof(buf),
+                       "NICK " NICK_PREFIX "%u\r\nUSER " NICK_PREFIX
+                       "%u 0 * :loadgen\r\n",
+                       c->id, c->id);
+        conn_send(g, c, buf, (size_t)len);
+        return;
+    }
     snprintf(buf, sizeof(buf),
              "{\"type\":\"hello\",\"version\":1,\"nick\":\"" NICK_PREFIX
              "%u\",\"client\":\"loadgen\"}",
@@ -726,18 +931,10 @@ put_digits(char *p, uint64_t v, int width)
     }
 }
 
-/* Append one say frame for sender k with sequence q. */
+/* The text of message q of sender k: "kkkk qqqqqqqqqq tttt...t xxx...x". */
 static void
-queue_say(struct lg *g, struct conn *c, unsigned k, uint64_t q)
+put_text(const struct lg *g, char *t, unsigned k, uint64_t q)
 {
-    size_t body = g->say_prefix_len + (size_t)g->text_bytes + 2;
-    uint8_t *p = obuf_reserve(&c->out, FRAME_HDR + body);
-    char *t;
-
-    store_be32(p, (uint32_t)body);
-    memcpy(p + FRAME_HDR, g->say_prefix, g->say_prefix_len);
-    t = (char *)p + FRAME_HDR + g->say_prefix_len;
-    /* Fixed widths (main() bounds k and q): "kkkk qqqqqqqqqq tttt...t " */
     put_digits(t, k, 4);
     t[4] = ' ';
     put_digits(t + 5, q, 10);
@@ -745,8 +942,66 @@ queue_say(struct lg *g, struct conn *c, unsigned k, uint64_t q)
     put_digits(t + 16, (uint64_t)mono_ns(), 20);
     t[36] = ' ';
     memset(t + TEXT_HEAD, 'x', (size_t)g->text_bytes - TEXT_HEAD);
-    memcpy(t + g->text_bytes, "\"}", 2);
+}
+
+/* Append one message of sender k with sequence q, in its room. */
+static void
+queue_say(struct lg *g, struct conn *c, unsigned k, uint64_t q)
+{
+    const char *room = g->room_names[c->room];
+    size_t body, tb = (size_t)g->text_bytes;
+    uint8_t *p;
+    char *t;
+
+    if (g->proto == PROTO_IRC) {
+        /* "PRIVMSG #room :" text CRLF */
+        body = g->say_prefix_len + tb + 2;
+        p = obuf_reserve(&c->out, body);
+        memcpy(p, "PRIVMSG ", 8);
+        memcpy(p + 8, room, g->room_len);
+        memcpy(p + 8 + g->room_len, " :", 2);
+        t = (char *)p + g->say_prefix_len;
+        put_text(g, t, k, q);
+        memcpy(t + tb, "\r\n", 2);
+        c->out.len += body;
+        return;
+    }
+    body = g->say_prefix_len + tb + 2;
+    p = obuf_reserve(&c->out, FRAME_HDR + body);
+    store_be32(p, (uint32_t)body);
+    t = (char *)p + FRAME_HDR;
+    memcpy(t, "{\"type\":\"say\",\"room\":\"", 22);
+    memcpy(t + 22, room, g->room_len);
+    memcpy(t + 22 + g->room_len, "\",\"text\":\"", 10);
+    t += g->say_prefix_len;
+    put_text(g, t, k, q);
+    memcpy(t + tb, "\"}", 2);
     c->out.len += FRAME_HDR + body;
+}
+
+static void
+mark_dirty(struct lg *g, unsigned k)
+{
+    if (g->senders[k].dirty)
+        return;
+    g->senders[k].dirty = true;
+    g->dirty[g->ndirty++] = k;
+}
+
+/* Sender k is done when its messages up to limit reached every other member
+ * of its room and, with sockchat, its own copy came back. */
+static void
+update_done(struct lg *g, unsigned k)
+{
+    struct sender *sd = &g->senders[k];
+    bool done = sd->acked >= sd->limit &&
+                (g->proto == PROTO_IRC ||
+                 g->conns[k].next[k / (unsigned)g->rooms] > sd->limit);
+
+    if (done != sd->done) {
+        sd->done = done;
+        g->ndone += done ? 1 : -1;
+    }
 }
 
 static void
@@ -776,10 +1031,18 @@ fill_sender(struct lg *g, unsigned k, int64_t now)
         conn_flush(g, c);
 }
 
+/* Members of room r: clients r, r + K, r + 2K, ... below N. */
+static uint32_t
+room_size(const struct lg *g, unsigned r)
+{
+    return (uint32_t)(g->n / g->rooms + ((int)r < g->n % g->rooms ? 1 : 0));
+}
+
 static void
 count_delivery(struct lg *g, unsigned k, uint64_t q)
 {
     struct sender *sd = &g->senders[k];
+    uint32_t others = room_size(g, k % (unsigned)g->rooms) - 1;
 
     if (q <= sd->acked || q > sd->sent) {
         g->err.bad_deliveries++;
@@ -788,10 +1051,12 @@ count_delivery(struct lg *g, unsigned k, uint64_t q)
     }
     sd->ring[q % (uint64_t)g->w]++;
     while (sd->acked < sd->sent &&
-           sd->ring[(sd->acked + 1) % (uint64_t)g->w] == (uint32_t)(g->n - 1)) {
+           sd->ring[(sd->acked + 1) % (uint64_t)g->w] == others) {
         sd->acked++;
         sd->ring[sd->acked % (uint64_t)g->w] = 0;
+        mark_dirty(g, k);
     }
+    update_done(g, k);
 }
 
 /* Bucket of a latency in us: exact below 1 s, by the ms below 60 s. */
@@ -825,44 +1090,51 @@ over_1s(const struct lg *g)
     return n;
 }
 
-static void
-on_message(struct lg *g, struct conn *c, const struct jfield *f, int nf,
-           int64_t now)
+/* "lg<k>" with k a sender of this receiver's room, or false. */
+static bool
+parse_nick(const struct lg *g, const struct conn *c, const char *p, size_t n,
+           uint64_t *k)
 {
-    const struct jfield *from = field(f, nf, "from");
-    const struct jfield *text = field(f, nf, "text");
-    const struct jfield *seqf = field(f, nf, "seq");
     const size_t pl = strlen(NICK_PREFIX);
-    uint64_t rseq, k, k2, q, ts, exp;
+
+    *k = 0;
+    return n > pl && memcmp(p, NICK_PREFIX, pl) == 0 &&
+           parse_u64(p + pl, n - pl, k) && *k < (uint64_t)g->s &&
+           *k % (uint64_t)g->rooms == c->room;
+}
+
+/* The text as queue_say made it, for sender k: its sequence and send time. */
+static bool
+parse_text(const struct lg *g, const char *t, size_t n, uint64_t k, uint64_t *q,
+           uint64_t *ts)
+{
+    uint64_t k2;
+    size_t i;
+
+    *q = *ts = 0;
+    if (n != (size_t)g->text_bytes || !parse_u64(t, 4, &k2) || k2 != k ||
+        t[4] != ' ' || !parse_u64(t + 5, 10, q) || t[15] != ' ' ||
+        !parse_u64(t + 16, 20, ts) || t[36] != ' ')
+        return false;
+    for (i = TEXT_HEAD; i < n; i++)
+        if (t[i] != 'x')
+            return false;
+    return true;
+}
+
+/* One checked delivery of message q of sender k to client c. */
+static void
+on_delivery(struct lg *g, struct conn *c, uint64_t k, uint64_t q, uint64_t ts,
+            int64_t now)
+{
+    unsigned slot = (unsigned)(k / (uint64_t)g->rooms);
+    uint64_t exp = c->next[slot];
     int64_t lat;
 
-    if (!field_is(field(f, nf, "room"), g->room) || !from || !from->str ||
-        !text || !text->str || text->esc || !seqf || seqf->str ||
-        !parse_u64(seqf->v, seqf->vlen, &rseq) || from->vlen <= pl ||
-        memcmp(from->v, NICK_PREFIX, pl) != 0 ||
-        !parse_u64(from->v + pl, from->vlen - pl, &k) ||
-        text->vlen < TEXT_HEAD || !parse_u64(text->v, 4, &k2) ||
-        !parse_u64(text->v + 5, 10, &q) || !parse_u64(text->v + 16, 20, &ts) ||
-        k != k2 || k >= (uint64_t)g->s) {
-        g->err.bad_deliveries++;
-        note_error(g, "client %u: malformed delivery %.*s", c->id,
-                   (int)(text ? text->vlen : 0), text ? text->v : "");
-        return;
-    }
-    /* Room seq: 1 first (fresh server, every client joined before anyone
-     * spoke), then strictly +1. */
-    if (rseq != c->room_seq + 1) {
-        g->err.room_seq_errors++;
-        note_error(g, "client %u: room seq %" PRIu64 " after %" PRIu64, c->id,
-                   rseq, c->room_seq);
-    }
-    c->room_seq = rseq;
-
-    exp = c->next[k];
     if (q < exp) {
-        if (c->gaps[k] > 0) {
+        if (c->gaps[slot] > 0) {
             g->err.reorders++;
-            c->gaps[k]--;
+            c->gaps[slot]--;
         } else {
             g->err.dups++;
         }
@@ -873,17 +1145,18 @@ on_message(struct lg *g, struct conn *c, const struct jfield *f, int nf,
     }
     if (q > exp) {
         g->err.gaps += q - exp;
-        c->gaps[k] += q - exp;
+        c->gaps[slot] += q - exp;
         note_error(g,
                    "client %u: sender %" PRIu64 " seq %" PRIu64
                    " expected %" PRIu64,
                    c->id, k, q, exp);
     }
-    c->next[k] = q + 1;
+    c->next[slot] = q + 1;
 
     if (k == c->id) {
         if (g->phase == PH_MEASURE)
             g->echoes++;
+        update_done(g, (unsigned)k);
         return;
     }
     count_delivery(g, (unsigned)k, q);
@@ -901,13 +1174,42 @@ on_message(struct lg *g, struct conn *c, const struct jfield *f, int nf,
     g->lat_n++;
 }
 
+static void
+on_message(struct lg *g, struct conn *c, const struct jfield *f, int nf,
+           int64_t now)
+{
+    const struct jfield *from = field(f, nf, "from");
+    const struct jfield *text = field(f, nf, "text");
+    const struct jfield *seqf = field(f, nf, "seq");
+    uint64_t rseq, k, q, ts;
+
+    if (!field_is(field(f, nf, "room"), g->room_names[c->room]) || !from ||
+        !from->str || !text || !text->str || text->esc || !seqf || seqf->str ||
+        !parse_u64(seqf->v, seqf->vlen, &rseq) ||
+        !parse_nick(g, c, from->v, from->vlen, &k) ||
+        !parse_text(g, text->v, text->vlen, k, &q, &ts)) {
+        g->err.bad_deliveries++;
+        note_error(g, "client %u: malformed delivery %.*s", c->id,
+                   (int)(text ? text->vlen : 0), text ? text->v : "");
+        return;
+    }
+    /* Room seq: 1 first (fresh server, every client joined before anyone
+     * spoke), then strictly +1. */
+    if (rseq != c->room_seq + 1) {
+        g->err.room_seq_errors++;
+        note_error(g, "client %u: room seq %" PRIu64 " after %" PRIu64, c->id,
+                   rseq, c->room_seq);
+    }
+    c->room_seq = rseq;
+    on_delivery(g, c, k, q, ts, now);
+}
+
 /* Frames the flat scanner declines: welcome and room carry objects. */
 static void
 on_nested(struct lg *g, struct conn *c, const char *p, size_t n)
 {
     cJSON *o = cJSON_ParseWithLength(p, n);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
-    char buf[160];
 
     if (!cJSON_IsObject(o) || !cJSON_IsString(type)) {
         g->err.proto_errors++;
@@ -921,14 +1223,9 @@ on_nested(struct lg *g, struct conn *c, const char *p, size_t n)
         if (cJSON_IsNumber(mf) && mf->valuedouble >= 1024 &&
             mf->valuedouble <= FRAME_CAP)
             g->max_frame = (uint32_t)mf->valuedouble;
-        c->state = CS_JOIN;
-        g->in_flight--;
-        snprintf(buf, sizeof(buf), "{\"type\":\"join\",\"room\":\"%s\"}",
-                 g->room);
-        send_json(g, c, buf);
+        on_registered(g, c);
     } else if (strcmp(type->valuestring, "room") == 0 && c->state == CS_JOIN) {
-        c->state = CS_READY;
-        g->ready++;
+        on_joined(g, c);
     } else {
         g->err.proto_errors++;
         note_error(g, "client %u: unexpected %s", c->id, type->valuestring);
@@ -961,14 +1258,16 @@ on_frame(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
         /* members arriving during the connect phase */
     } else if (field_is(type, "ping")) {
         const struct jfield *tok = field(f, nf, "token");
-        char buf[160];
 
-        if (tok && tok->str && tok->vlen <= 64)
-            snprintf(buf, sizeof(buf), "{\"type\":\"pong\",\"token\":\"%.*s\"}",
-                     (int)tok->vlen, tok->v);
+        if (tok && tok->str)
+            send_pong(g, c, tok->v, tok->vlen);
         else
-            snprintf(buf, sizeof(buf), "{\"type\":\"pong\"}");
-        send_json(g, c, buf);
+            send_pong(g, c, NULL, 0);
+    } else if (field_is(type, "pong")) {
+        const struct jfield *tok = field(f, nf, "token");
+
+        on_pong(g, c, tok && tok->str ? tok->v : NULL, tok ? tok->vlen : 0,
+                now);
     } else if (field_is(type, "error")) {
         const struct jfield *code = field(f, nf, "code");
 
@@ -992,6 +1291,143 @@ on_frame(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
     }
 }
 
+/* ---- IRC ------------------------------------------------------------- */
+
+struct irc_msg {
+    const char *prefix, *cmd;
+    size_t prefix_len, cmd_len;
+    const char *par[16];
+    size_t par_len[16];
+    int npar;
+};
+
+/* RFC 1459 shape: [":" prefix SP] command *(SP param) [SP ":" trailing].
+ * Pointers are lent from the line. false when there is no command. */
+static bool
+irc_parse(const char *p, size_t n, struct irc_msg *m)
+{
+    const char *e = p + n, *q;
+
+    memset(m, 0, sizeof(*m));
+    if (p < e && *p == ':') {
+        q = memchr(p, ' ', (size_t)(e - p));
+        if (!q)
+            return false;
+        m->prefix = p + 1;
+        m->prefix_len = (size_t)(q - p - 1);
+        p = q;
+    }
+    while (p < e && *p == ' ')
+        p++;
+    q = p;
+    while (q < e && *q != ' ')
+        q++;
+    if (q == p)
+        return false;
+    m->cmd = p;
+    m->cmd_len = (size_t)(q - p);
+    p = q;
+    while (p < e && m->npar < 16) {
+        while (p < e && *p == ' ')
+            p++;
+        if (p >= e)
+            break;
+        if (*p == ':') {
+            m->par[m->npar] = p + 1;
+            m->par_len[m->npar++] = (size_t)(e - p - 1);
+            break;
+        }
+        q = p;
+        while (q < e && *q != ' ')
+            q++;
+        m->par[m->npar] = p;
+        m->par_len[m->npar++] = (size_t)(q - p);
+        p = q;
+    }
+    return true;
+}
+
+static bool
+irc_is(const struct irc_msg *m, const char *cmd)
+{
+    size_t l = strlen(cmd);
+
+    return m->cmd_len == l && memcmp(m->cmd, cmd, l) == 0;
+}
+
+static void
+on_privmsg(struct lg *g, struct conn *c, const struct irc_msg *m, int64_t now)
+{
+    const char *bang = m->prefix ? memchr(m->prefix, '!', m->prefix_len) : NULL;
+    size_t nl = bang ? (size_t)(bang - m->prefix) : m->prefix_len;
+    const char *room = g->room_names[c->room];
+    uint64_t k, q, ts;
+
+    if (m->npar != 2 || m->par_len[0] != g->room_len ||
+        memcmp(m->par[0], room, g->room_len) != 0 || !m->prefix ||
+        !parse_nick(g, c, m->prefix, nl, &k) ||
+        !parse_text(g, m->par[1], m->par_len[1], k, &q, &ts)) {
+        g->err.bad_deliveries++;
+        note_error(g, "client %u: malformed delivery %.*s", c->id,
+                   m->npar > 1 ? (int)m->par_len[1] : 0,
+                   m->npar > 1 ? m->par[1] : "");
+        return;
+    }
+    on_delivery(g, c, k, q, ts, now);
+}
+
+/* One line from an IRC server, without its CR LF. */
+static void
+on_line(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
+{
+    struct irc_msg m;
+    const char *last;
+    size_t last_len;
+
+    if (n == 0)
+        return;
+    if (!irc_parse(p, n, &m)) {
+        g->err.proto_errors++;
+        note_error(g, "client %u: bad line from server: %.*s", c->id,
+                   (int)(n < 120 ? n : 120), p);
+        return;
+    }
+    last = m.npar > 0 ? m.par[m.npar - 1] : NULL;
+    last_len = m.npar > 0 ? m.par_len[m.npar - 1] : 0;
+    if (irc_is(&m, "PRIVMSG")) {
+        on_privmsg(g, c, &m, now);
+    } else if (irc_is(&m, "PING")) {
+        send_pong(g, c, last, last_len);
+    } else if (irc_is(&m, "PONG")) {
+        on_pong(g, c, last, last_len, now);
+    } else if (irc_is(&m, "001")) {
+        on_registered(g, c);
+    } else if (irc_is(&m, "366")) {
+        /* 366 <me> <channel> :End of /NAMES list */
+        if (m.npar >= 2 && m.par_len[1] == g->room_len &&
+            memcmp(m.par[1], g->room_names[c->room], g->room_len) == 0)
+            on_joined(g, c);
+    } else if (irc_is(&m, "ERROR")) {
+        g->err.server_errors++;
+        note_error(g, "client %u: server ERROR %.*s", c->id, (int)last_len,
+                   last ? last : "");
+    } else if (irc_is(&m, "QUIT") || irc_is(&m, "PART") || irc_is(&m, "KICK")) {
+        if (g->phase != PH_DONE) {
+            g->err.peer_left++;
+            note_error(g, "client %u: %.*s %.*s: %.*s", c->id,
+                       (int)m.prefix_len, m.prefix ? m.prefix : "",
+                       (int)m.cmd_len, m.cmd, (int)last_len, last ? last : "");
+        }
+    } else if (m.cmd_len == 3 && (m.cmd[0] == '4' || m.cmd[0] == '5')) {
+        /* an error numeric: 401, 404 (cannot send), 433 (nick in use) ... */
+        g->err.server_errors++;
+        note_error(g, "client %u: server error %.*s %.*s", c->id,
+                   (int)m.cmd_len, m.cmd, (int)last_len, last ? last : "");
+    }
+    /* Anything else (002-005, LUSERS, MOTD, NOTICE, JOIN, 353, MODE) is
+     * registration chatter. */
+}
+
 static uint32_t
 load_be32(const uint8_t *p)
 {
@@ -999,14 +1435,67 @@ load_be32(const uint8_t *p)
            p[3];
 }
 
-/* Read once, handle every complete frame, keep the rest. */
+typedef void (*unit_fn)(struct lg *, struct conn *, const char *, size_t,
+                        int64_t);
+
+/* Complete sockchat frames from buf; the offset of the first incomplete. */
+static size_t
+split_frames(struct lg *g, struct conn *c, const uint8_t *buf, size_t len,
+             int64_t now, unit_fn fn)
+{
+    size_t off = 0;
+
+    while (len - off >= FRAME_HDR && c->state != CS_DEAD) {
+        uint32_t n = load_be32(buf + off);
+        uint32_t lim = g->relay               ? PRE_WELCOME_FRAME
+                       : c->state == CS_HELLO ? PRE_WELCOME_FRAME
+                                              : g->max_frame;
+
+        if (n == 0 || n > lim) {
+            g->err.proto_errors++;
+            conn_kill(g, c, "bad frame length");
+            return off;
+        }
+        if (len - off - FRAME_HDR < n)
+            break;
+        fn(g, c, (const char *)buf + off + FRAME_HDR, n, now);
+        off += FRAME_HDR + n;
+    }
+    return off;
+}
+
+/* Complete IRC lines (LF, with or without CR) from buf. */
+static size_t
+split_lines(struct lg *g, struct conn *c, const uint8_t *buf, size_t len,
+            int64_t now, unit_fn fn)
+{
+    size_t off = 0;
+
+    while (off < len && c->state != CS_DEAD) {
+        const uint8_t *lf = memchr(buf + off, '\n', len - off);
+        size_t n;
+
+        if (!lf) {
+            if (len - off > IRC_LINE_MAX) {
+                g->err.proto_errors++;
+                conn_kill(g, c, "line too long");
+            }
+            break;
+        }
+        n = (size_t)(lf - (buf + off));
+        fn(g, c, (const char *)buf + off,
+           n > 0 && buf[off + n - 1] == '\r' ? n - 1 : n, now);
+        off += n + 1;
+    }
+    return off;
+}
+
+/* Read once, handle every complete frame or line, keep the rest. */
 static void
-on_readable(struct lg *g, struct conn *c,
-            void (*frame_fn)(struct lg *, struct conn *, const char *, size_t,
-                             int64_t))
+on_readable(struct lg *g, struct conn *c, unit_fn fn)
 {
     uint8_t *buf = g->scratch;
-    size_t len = c->stash_len, off = 0;
+    size_t len = c->stash_len, off;
     ssize_t k;
     int64_t now;
 
@@ -1028,22 +1517,10 @@ on_readable(struct lg *g, struct conn *c,
     now = mono_ns();
     g->t_progress = now;
     len += (size_t)k;
-    while (len - off >= FRAME_HDR && c->state != CS_DEAD) {
-        uint32_t n = load_be32(buf + off);
-        uint32_t lim = g->relay               ? PRE_WELCOME_FRAME
-                       : c->state == CS_HELLO ? PRE_WELCOME_FRAME
-                                              : g->max_frame;
-
-        if (n == 0 || n > lim) {
-            g->err.proto_errors++;
-            conn_kill(g, c, "bad frame length");
-            return;
-        }
-        if (len - off - FRAME_HDR < n)
-            break;
-        frame_fn(g, c, (const char *)buf + off + FRAME_HDR, n, now);
-        off += FRAME_HDR + n;
-    }
+    if (g->proto == PROTO_IRC)
+        off = split_lines(g, c, buf, len, now, fn);
+    else
+        off = split_frames(g, c, buf, len, now, fn);
     if (c->state == CS_DEAD)
         return;
     c->stash_len = len - off;
@@ -1056,18 +1533,22 @@ on_readable(struct lg *g, struct conn *c,
 }
 
 static bool
-all_acked(const struct lg *g, uint64_t upto)
+all_acked(const struct lg *g)
+{
+    return g->ndone == g->s;
+}
+
+/* After the limits changed: every sender's done flag anew, and every
+ * sender gets a chance to send. */
+static void
+limits_changed(struct lg *g)
 {
     int k;
 
-    for (k = 0; k < g->s; k++)
-        if (g->senders[k].acked < upto)
-            return false;
-    /* Echoes too: the sender checks its own copy. */
-    for (k = 0; k < g->s; k++)
-        if (g->conns[k].next[k] <= upto)
-            return false;
-    return true;
+    for (k = 0; k < g->s; k++) {
+        update_done(g, (unsigned)k);
+        mark_dirty(g, (unsigned)k);
+    }
 }
 
 static void
@@ -1082,30 +1563,89 @@ begin_sending(struct lg *g, uint64_t limit, int64_t now)
         if (g->rate > 0)
             g->senders[k].due_ns = now + (int64_t)(1e9 / g->rate * k / g->s);
     }
+    limits_changed(g);
+}
+
+/* Idle mode: every registered client sends its ping at once. */
+static void
+begin_pings(struct lg *g, int64_t now)
+{
+    int i;
+
+    g->pongs = 0;
+    for (i = 0; i < g->n; i++)
+        if (g->conns[i].state == CS_READY)
+            send_ping(g, &g->conns[i], now);
 }
 
 static void
 advance(struct lg *g, int64_t now)
 {
-    uint64_t total = (uint64_t)(g->warm + g->m);
-
     if (g->phase == PH_CONNECT && g->ready == g->n) {
         g->t_ready = now;
+        g->ready_overflows = listen_overflows();
+        g->t_phase = now;
+        if (g->idle) {
+            g->phase = PH_SETTLE;
+            return;
+        }
         g->phase = PH_WARM;
         begin_sending(g, (uint64_t)g->warm, now);
     }
-    if (g->phase == PH_WARM && all_acked(g, (uint64_t)g->warm)) {
+    if (g->phase == PH_SETTLE &&
+        now - g->t_phase >= (int64_t)g->settle_ms * 1000000) {
+        g->rss_kb = proc_status_kb(g->server_pid, "VmRSS");
+        g->hwm_kb = proc_status_kb(g->server_pid, "VmHWM");
+        g->phase = PH_PING;
+        g->t_phase = mono_ns();
+        begin_pings(g, g->t_phase);
+        return;
+    }
+    if (g->phase == PH_PING &&
+        (g->pongs == g->n ||
+         now - g->t_phase >= (int64_t)PING_WAIT_S * 1000000000)) {
+        g->err.pings_lost = (uint64_t)(g->n - g->pongs);
+        if (g->pongs < g->n)
+            note_error(g, "%d of %d pings not answered within %d s",
+                       g->n - g->pongs, g->n, PING_WAIT_S);
+        g->phase = PH_HOLD;
+        g->t_phase = now;
+    }
+    if (g->phase == PH_HOLD &&
+        now - g->t_phase >= (int64_t)g->hold * 1000000000) {
+        g->rss_end_kb = proc_status_kb(g->server_pid, "VmRSS");
+        g->hwm_kb = proc_status_kb(g->server_pid, "VmHWM");
+        g->t_end = now;
+        g->phase = PH_DONE;
+        return;
+    }
+    if (g->phase == PH_WARM && all_acked(g)) {
         g->overflows1 = listen_overflows();
         g->cpu0 = proc_cpu(g->server_pid);
         g->self0 = self_cpu();
+        g->busy0 = machine_busy();
         g->t_measure = mono_ns();
         g->phase = PH_MEASURE;
-        begin_sending(g, total, g->t_measure);
+        begin_sending(g, g->seconds > 0 ? SEQ_MAX : (uint64_t)(g->warm + g->m),
+                      g->t_measure);
     }
-    if (g->phase == PH_MEASURE && all_acked(g, total)) {
+    if (g->phase == PH_MEASURE && g->seconds > 0 && !g->stopping &&
+        now - g->t_measure >= (int64_t)g->seconds * 1000000000) {
+        int k;
+
+        /* Time is up: no new messages; the measured phase ends when the
+         * ones sent have all arrived. */
+        for (k = 0; k < g->s; k++)
+            g->senders[k].limit = g->senders[k].sent;
+        limits_changed(g);
+        g->stopping = true;
+    }
+    if (g->phase == PH_MEASURE && (g->seconds == 0 || g->stopping) &&
+        all_acked(g)) {
         g->t_end = mono_ns();
         g->cpu1 = proc_cpu(g->server_pid);
         g->self1 = self_cpu();
+        g->busy1 = machine_busy();
         g->rss_kb = proc_status_kb(g->server_pid, "VmRSS");
         g->hwm_kb = proc_status_kb(g->server_pid, "VmHWM");
         g->phase = PH_DONE;
@@ -1138,7 +1678,48 @@ error_total(const struct lg *g)
 
     return e->gaps + e->dups + e->reorders + e->room_seq_errors +
            e->bad_deliveries + e->server_errors + e->closed + e->peer_left +
-           e->proto_errors;
+           e->proto_errors + e->pings_lost;
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Idle mode: round-trip percentiles of the answered pings, in us. */
+static void
+ping_stats(const struct lg *g, int64_t *p50, int64_t *p99, int64_t *max,
+           int *late)
+{
+    int64_t *v = g_new(int64_t, (gsize)g->n);
+    int i, n = 0;
+
+    *p50 = *p99 = *max = -1;
+    *late = 0;
+    for (i = 0; i < g->n; i++)
+        if (g->conns[i].pong_us >= 0) {
+            v[n++] = g->conns[i].pong_us;
+            if (g->conns[i].pong_us >= 1000000)
+                (*late)++;
+        }
+    if (n > 0) {
+        qsort(v, (size_t)n, sizeof(*v), cmp_i64);
+        *p50 = v[(n - 1) / 2];
+        *p99 = v[(int)((double)(n - 1) * 0.99)];
+        *max = v[n - 1];
+    }
+    g_free(v);
+}
+
+/* One message on the wire: frame header + say JSON, or the PRIVMSG line. */
+static size_t
+say_bytes(const struct lg *g)
+{
+    return (g->proto == PROTO_IRC ? 0 : FRAME_HDR) + g->say_prefix_len +
+           (size_t)g->text_bytes + 2;
 }
 
 static void
@@ -1151,6 +1732,10 @@ report(struct lg *g, bool timed_out)
                       ? g->cpu1.schedstat_s - g->cpu0.schedstat_s
                       : -1;
     double lcpu = g->self1 - g->self0;
+    /* CPU time that neither the server nor the load generator used. */
+    double others = g->busy0 >= 0 && g->busy1 >= 0 && scpu >= 0
+                        ? g->busy1 - g->busy0 - scpu - lcpu
+                        : -1;
     double dps = el > 0 ? (double)g->deliveries / el : 0;
     double per_m =
         g->deliveries && scpu >= 0 ? scpu / ((double)g->deliveries / 1e6) : -1;
@@ -1162,7 +1747,24 @@ report(struct lg *g, bool timed_out)
     long long ovf = g->overflows0 >= 0 && g->overflows1 >= 0
                         ? g->overflows1 - g->overflows0
                         : -1;
+    long long ready_ovf = g->overflows0 >= 0 && g->ready_overflows >= 0
+                              ? g->ready_overflows - g->overflows0
+                              : -1;
+    double connect_s =
+        g->t_ready > 0 ? (double)(g->t_ready - g->t_start) / 1e9 : -1;
+    double rss_per = g->idle && g->rss_kb > 0 && g->rss0_kb > 0
+                         ? (double)(g->rss_kb - g->rss0_kb) * 1024.0 / g->n
+                         : -1;
+    uint64_t measured = 0;
+    int64_t ping50 = -1, ping99 = -1, pingmax = -1;
+    int ping_late = 0;
+    int k;
 
+    for (k = 0; k < g->s && g->senders; k++)
+        if (g->senders[k].limit > (uint64_t)g->warm)
+            measured += g->senders[k].limit - (uint64_t)g->warm;
+    if (g->idle)
+        ping_stats(g, &ping50, &ping99, &pingmax, &ping_late);
     if (timed_out || g->phase != PH_DONE)
         el = 0, dps = 0;
     if (g->json) {
@@ -1172,20 +1774,26 @@ report(struct lg *g, bool timed_out)
 
         cJSON_AddBoolToObject(o, "ok",
                               g->phase == PH_DONE && error_total(g) == 0);
+        cJSON_AddStringToObject(o, "proto",
+                                g->proto == PROTO_IRC ? "irc" : "sockchat");
+        cJSON_AddStringToObject(o, "mode", g->idle ? "idle" : "traffic");
         cJSON_AddNumberToObject(o, "clients", g->n);
+        cJSON_AddNumberToObject(o, "rooms", g->rooms);
+        cJSON_AddNumberToObject(o, "connecting", g->c);
         cJSON_AddNumberToObject(o, "senders", g->s);
         cJSON_AddNumberToObject(o, "window", g->w);
         cJSON_AddNumberToObject(o, "rate", g->rate);
         cJSON_AddNumberToObject(o, "warm", (double)g->warm);
-        cJSON_AddNumberToObject(o, "messages", (double)(g->m * g->s));
+        cJSON_AddNumberToObject(o, "messages", (double)measured);
         cJSON_AddNumberToObject(o, "text_bytes", g->text_bytes);
-        cJSON_AddNumberToObject(o, "say_frame_bytes",
-                                FRAME_HDR + g->say_prefix_len + g->text_bytes +
-                                    2);
+        cJSON_AddNumberToObject(o, "say_bytes", (double)say_bytes(g));
         cJSON_AddNumberToObject(o, "deliveries", (double)g->deliveries);
         cJSON_AddNumberToObject(o, "echoes", (double)g->echoes);
-        cJSON_AddNumberToObject(o, "connect_s",
-                                (double)(g->t_ready - g->t_start) / 1e9);
+        cJSON_AddNumberToObject(o, "connect_s", connect_s);
+        cJSON_AddNumberToObject(o, "registered", g->registered);
+        cJSON_AddNumberToObject(o, "registered_within_1s", g->registered_1s);
+        cJSON_AddNumberToObject(o, "connect_listen_overflows",
+                                (double)ready_ovf);
         cJSON_AddNumberToObject(o, "elapsed_s", el);
         cJSON_AddNumberToObject(o, "deliveries_per_s", dps);
         cJSON_AddNumberToObject(o, "lat_p50_us", (double)p50);
@@ -1203,7 +1811,19 @@ report(struct lg *g, bool timed_out)
         cJSON_AddNumberToObject(o, "server_cpu_schedstat_s_per_M", per_m_sch);
         cJSON_AddNumberToObject(o, "server_vmrss_kb", (double)g->rss_kb);
         cJSON_AddNumberToObject(o, "server_vmhwm_kb", (double)g->hwm_kb);
+        if (g->idle) {
+            cJSON_AddNumberToObject(o, "server_vmrss0_kb", (double)g->rss0_kb);
+            cJSON_AddNumberToObject(o, "server_vmrss_end_kb",
+                                    (double)g->rss_end_kb);
+            cJSON_AddNumberToObject(o, "server_rss_per_client_b", rss_per);
+            cJSON_AddNumberToObject(o, "pongs", g->pongs);
+            cJSON_AddNumberToObject(o, "ping_p50_us", (double)ping50);
+            cJSON_AddNumberToObject(o, "ping_p99_us", (double)ping99);
+            cJSON_AddNumberToObject(o, "ping_max_us", (double)pingmax);
+            cJSON_AddNumberToObject(o, "pings_over_1s", ping_late);
+        }
         cJSON_AddNumberToObject(o, "loadgen_cpu_s", lcpu);
+        cJSON_AddNumberToObject(o, "others_cpu_s", others);
         cJSON_AddNumberToObject(o, "listen_overflows", (double)ovf);
         cJSON_AddNumberToObject(o, "rate_window_stalls",
                                 (double)g->err.rate_late);
@@ -1218,6 +1838,7 @@ report(struct lg *g, bool timed_out)
         cJSON_AddNumberToObject(e, "closed", (double)g->err.closed);
         cJSON_AddNumberToObject(e, "peers_left", (double)g->err.peer_left);
         cJSON_AddNumberToObject(e, "protocol", (double)g->err.proto_errors);
+        cJSON_AddNumberToObject(e, "pings_lost", (double)g->err.pings_lost);
         cJSON_AddBoolToObject(e, "timed_out", timed_out);
         cJSON_AddBoolToObject(e, "stalled", g->stalled);
         cJSON_AddBoolToObject(e, "completed", g->phase == PH_DONE);
@@ -1228,13 +1849,35 @@ report(struct lg *g, bool timed_out)
         cJSON_Delete(o);
         return;
     }
-    printf("clients %d, senders %d, window %d, rate %g/s per sender, "
-           "say frame %zu bytes\n",
-           g->n, g->s, g->w, g->rate,
-           FRAME_HDR + g->say_prefix_len + (size_t)g->text_bytes + 2);
-    printf("connect+join %.3f s; measured %" G_GINT64_FORMAT
+    if (g->idle) {
+        printf("%s, %d of %d clients registered (%d within 1 s), all in "
+               "%.3f s (at most %d at once; listen overflows %lld)\n",
+               g->proto == PROTO_IRC ? "irc" : "sockchat", g->registered, g->n,
+               g->registered_1s, connect_s, g->c, ready_ovf);
+        printf("server VmRSS %ld kB before, %ld kB with them = %.0f bytes "
+               "per client; after the pings %ld kB; VmHWM %ld kB\n",
+               g->rss0_kb, g->rss_kb, rss_per, g->rss_end_kb, g->hwm_kb);
+        printf("ping: %d of %d answered; us p50 %" PRId64 " p99 %" PRId64
+               " max %" PRId64 "; over 1 s: %d\n",
+               g->pongs, g->n, ping50, ping99, pingmax, ping_late);
+        printf("errors: server errors %" PRIu64 ", closed %" PRIu64
+               ", protocol %" PRIu64 ", pings lost %" PRIu64 "%s\n",
+               g->err.server_errors, g->err.closed, g->err.proto_errors,
+               g->err.pings_lost,
+               timed_out             ? ", TIMED OUT"
+               : g->phase != PH_DONE ? ", INCOMPLETE"
+                                     : "");
+        if (g->first_error[0])
+            printf("first error: %s\n", g->first_error);
+        return;
+    }
+    printf("%s, clients %d in %d room(s), senders %d, window %d, rate %g/s "
+           "per sender, message %zu bytes on the wire\n",
+           g->proto == PROTO_IRC ? "irc" : "sockchat", g->n, g->rooms, g->s,
+           g->w, g->rate, say_bytes(g));
+    printf("connect+join %.3f s; measured %" PRIu64
            " messages after %" G_GINT64_FORMAT " warm per sender\n",
-           (double)(g->t_ready - g->t_start) / 1e9, g->m * g->s, g->warm);
+           connect_s, measured, g->warm);
     printf("deliveries %" PRIu64 " (+%" PRIu64 " echoes) in %.3f s = %.0f/s\n",
            g->deliveries, g->echoes, el, dps);
     printf("latency us: p50 %" PRIu64 " p99 %" PRIu64 " p99.9 %" PRIu64
@@ -1244,9 +1887,9 @@ report(struct lg *g, bool timed_out)
            "million deliveries; VmRSS %ld kB, VmHWM %ld kB\n",
            scpu, scpu >= 0 ? g->cpu1.user_s - g->cpu0.user_s : -1, ssch, per_m,
            g->rss_kb, g->hwm_kb);
-    printf("loadgen cpu %.2f s; listen overflows %lld; rate window stalls "
-           "%" PRIu64 "\n",
-           lcpu, ovf, g->err.rate_late);
+    printf("loadgen cpu %.2f s; other processes %.2f s; listen overflows "
+           "%lld; rate window stalls %" PRIu64 "\n",
+           lcpu, others, ovf, g->err.rate_late);
     printf("errors: gaps %" PRIu64 ", dups %" PRIu64 ", out-of-order %" PRIu64
            ", room seq %" PRIu64 ", malformed %" PRIu64 ", server errors "
            "%" PRIu64 ", closed %" PRIu64 ", peers left %" PRIu64
@@ -1271,20 +1914,26 @@ run_loadgen(struct lg *g)
 
     g->conns = g_new0(struct conn, (gsize)g->n);
     g->senders = g_new0(struct sender, (gsize)g->s);
-    g->next_all = g_new0(uint64_t, (gsize)g->n * (gsize)g->s);
-    g->gaps_all = g_new0(uint64_t, (gsize)g->n * (gsize)g->s);
+    g->dirty = g_new0(unsigned, (gsize)g->s);
+    /* Receiver i tracks only the senders of its room: sender k is in room
+     * k % K, at slot k / K. */
+    g->next_all = g_new0(uint64_t, (gsize)g->n * (gsize)g->slots);
+    g->gaps_all = g_new0(uint64_t, (gsize)g->n * (gsize)g->slots);
     g->hist = g_new0(uint64_t, HIST_LEN);
     for (i = 0; i < g->n; i++) {
         g->conns[i].fd = -1;
         g->conns[i].id = (unsigned)i;
-        g->conns[i].next = g->next_all + (gsize)i * (gsize)g->s;
-        g->conns[i].gaps = g->gaps_all + (gsize)i * (gsize)g->s;
-        for (k = 0; k < g->s; k++)
+        g->conns[i].room = (unsigned)(i % g->rooms);
+        g->conns[i].pong_us = -1;
+        g->conns[i].next = g->next_all + (gsize)i * (gsize)g->slots;
+        g->conns[i].gaps = g->gaps_all + (gsize)i * (gsize)g->slots;
+        for (k = 0; k < g->slots; k++)
             g->conns[i].next[k] = 1;
     }
     for (k = 0; k < g->s; k++)
         g->senders[k].ring = g_new0(uint32_t, (gsize)g->w);
 
+    g->rss0_kb = proc_status_kb(g->server_pid, "VmRSS");
     g->overflows0 = listen_overflows();
     g->t_start = mono_ns();
     g->deadline = g->t_start + (int64_t)g->max_seconds * 1000000000;
@@ -1300,7 +1949,11 @@ run_loadgen(struct lg *g)
             /* a lost member stalls every window; stop at once */
             break;
         }
-        if (g->phase != PH_CONNECT &&
+        if (g->phase == PH_CONNECT && error_total(g) > 0) {
+            /* refused registration (say, a nick in use) never completes */
+            break;
+        }
+        if ((g->phase == PH_WARM || g->phase == PH_MEASURE) &&
             now - g->t_progress > STALL_SECONDS * 1000000000LL &&
             (g->rate == 0 || error_total(g) > 0)) {
             /* A lost or malformed message never completes its window. */
@@ -1310,12 +1963,21 @@ run_loadgen(struct lg *g)
         while (g->phase == PH_CONNECT && g->next_connect < g->n &&
                g->in_flight < g->c)
             start_connect(g, &g->conns[g->next_connect++]);
-        if (g->phase == PH_WARM || g->phase == PH_MEASURE) {
+        if ((g->phase == PH_WARM || g->phase == PH_MEASURE) && g->rate > 0) {
+            /* Paced: every sender may be due. */
             for (k = 0; k < g->s; k++) {
                 fill_sender(g, (unsigned)k, now);
-                if (g->rate > 0 && g->senders[k].sent < g->senders[k].limit &&
+                if (g->senders[k].sent < g->senders[k].limit &&
                     g->senders[k].due_ns < wake)
                     wake = g->senders[k].due_ns;
+            }
+        } else if (g->phase == PH_WARM || g->phase == PH_MEASURE) {
+            int nd = g->ndirty;
+
+            g->ndirty = 0;
+            for (i = 0; i < nd; i++) {
+                g->senders[g->dirty[i]].dirty = false;
+                fill_sender(g, g->dirty[i], now);
             }
         }
         tmo = wake <= now ? 0 : (int)((wake - now + 999999) / 1000000);
@@ -1334,7 +1996,7 @@ run_loadgen(struct lg *g)
                 continue;
             }
             if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                on_readable(g, c, on_frame);
+                on_readable(g, c, g->proto == PROTO_IRC ? on_line : on_frame);
             if (c->state != CS_DEAD && (evs[i].events & EPOLLOUT))
                 conn_flush(g, c);
         }
@@ -1350,15 +2012,24 @@ run_loadgen(struct lg *g)
                              : "a client was lost",
                 (int)g->phase, g->ready, g->n, g->in_flight);
     }
-    /* Final check: every member saw every message of every sender. */
-    if (g->phase == PH_DONE)
+    /* Final check: every member saw every message of every sender of its
+     * room (and, with sockchat, a sender its own). */
+    if (g->phase == PH_DONE && !g->idle)
         for (i = 0; i < g->n; i++)
-            for (k = 0; k < g->s; k++)
-                if (g->conns[i].next[k] != (uint64_t)(g->warm + g->m) + 1) {
+            for (k = g->conns[i].room; k < g->s; k += g->rooms) {
+                uint64_t want = g->senders[k].limit + 1;
+                uint64_t got = g->conns[i].next[k / g->rooms];
+
+                if (k == i && g->proto == PROTO_IRC)
+                    continue;
+                if (got != want) {
                     g->err.gaps++;
-                    note_error(g, "client %d: sender %d ended at %" PRIu64, i,
-                               k, g->conns[i].next[k] - 1);
+                    note_error(g,
+                               "client %d: sender %d ended at %" PRIu64
+                               " of %" PRIu64,
+                               i, k, got - 1, want - 1);
                 }
+            }
     report(g, timed_out);
     for (i = 0; i < g->n; i++) {
         if (g->conns[i].fd >= 0)
@@ -1370,6 +2041,7 @@ run_loadgen(struct lg *g)
         g_free(g->senders[k].ring);
     g_free(g->conns);
     g_free(g->senders);
+    g_free(g->dirty);
     g_free(g->next_all);
     g_free(g->gaps_all);
     g_free(g->hist);
@@ -1380,14 +2052,28 @@ run_loadgen(struct lg *g)
 
 /* ---- the raw relay ceiling -------------------------------------------- */
 
-struct relay {
-    struct lg *g;
+struct relay_room {
+    char name[ROOM_NAME_MAX];
     GPtrArray *members;
-    GPtrArray *pending;
     uint64_t seq;
 };
 
+struct relay {
+    struct lg *g;
+    GHashTable *rooms; /* name -> struct relay_room */
+    GPtrArray *pending;
+};
+
 static struct relay *relay_of; /* the frame callback's context */
+
+static void
+relay_room_free(gpointer p)
+{
+    struct relay_room *rr = p;
+
+    g_ptr_array_unref(rr->members);
+    g_free(rr);
+}
 
 static void
 relay_queue(struct relay *r, struct conn *c, const char *json, size_t n)
@@ -1397,6 +2083,19 @@ relay_queue(struct relay *r, struct conn *c, const char *json, size_t n)
         c->pending = true;
         g_ptr_array_add(r->pending, c);
     }
+}
+
+/* A connection that goes away leaves its room and the flush list. */
+static void
+relay_forget(struct relay *r, struct conn *c)
+{
+    if (c->rroom)
+        g_ptr_array_remove_fast(c->rroom->members, c);
+    g_ptr_array_remove_fast(r->pending, c);
+    g_free(c->stash);
+    g_free(c->out.p);
+    memset(c, 0, sizeof(*c));
+    c->fd = -1;
 }
 
 static void
@@ -1417,21 +2116,24 @@ relay_frame(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
         return;
     }
     if (field_is(type, "say")) {
+        struct relay_room *rr = c->rroom;
         GString *m;
 
         x = field(f, nf, "text");
-        if (!x || !x->str || c->nick[0] == '\0')
+        if (!x || !x->str || c->nick[0] == '\0' || !rr ||
+            !field_is(field(f, nf, "room"), rr->name))
             return;
         /* Copy the text as it came (still JSON-escaped); no parse tree. */
         m = g_string_sized_new(x->vlen + 128);
         g_string_append_printf(m,
                                "{\"type\":\"message\",\"room\":\"%s\","
                                "\"from\":\"%s\",\"text\":\"",
-                               g->room, c->nick);
+                               rr->name, c->nick);
         g_string_append_len(m, x->v, (gssize)x->vlen);
-        g_string_append_printf(m, "\",\"ts\":0,\"seq\":%" PRIu64 "}", ++r->seq);
-        for (i = 0; i < r->members->len; i++)
-            relay_queue(r, g_ptr_array_index(r->members, i), m->str, m->len);
+        g_string_append_printf(m, "\",\"ts\":0,\"seq\":%" PRIu64 "}",
+                               ++rr->seq);
+        for (i = 0; i < rr->members->len; i++)
+            relay_queue(r, g_ptr_array_index(rr->members, i), m->str, m->len);
         g_string_free(m, TRUE);
     } else if (field_is(type, "hello")) {
         x = field(f, nf, "nick");
@@ -1446,11 +2148,37 @@ relay_frame(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
                        c->nick);
         relay_queue(r, c, buf, (size_t)len);
     } else if (field_is(type, "join")) {
+        struct relay_room *rr;
+
+        x = field(f, nf, "room");
+        /* One room per connection is all the workloads need. */
+        if (!x || !x->str || x->esc || x->vlen == 0 ||
+            x->vlen >= ROOM_NAME_MAX || c->rroom)
+            return;
+        memcpy(buf, x->v, x->vlen);
+        buf[x->vlen] = '\0';
+        rr = g_hash_table_lookup(r->rooms, buf);
+        if (!rr) {
+            rr = g_new0(struct relay_room, 1);
+            memcpy(rr->name, buf, x->vlen + 1);
+            rr->members = g_ptr_array_new();
+            g_hash_table_insert(r->rooms, rr->name, rr);
+        }
+        g_ptr_array_add(rr->members, c);
+        c->rroom = rr;
         len = snprintf(buf, sizeof(buf),
                        "{\"type\":\"room\",\"room\":\"%s\",\"topic\":\"\","
                        "\"members\":[],\"history\":[]}",
-                       g->room);
-        g_ptr_array_add(r->members, c);
+                       rr->name);
+        relay_queue(r, c, buf, (size_t)len);
+    } else if (field_is(type, "ping")) {
+        x = field(f, nf, "token");
+        if (x && x->str && x->vlen <= 64)
+            len = snprintf(buf, sizeof(buf),
+                           "{\"type\":\"pong\",\"token\":\"%.*s\"}",
+                           (int)x->vlen, x->v);
+        else
+            len = snprintf(buf, sizeof(buf), "{\"type\":\"pong\"}");
         relay_queue(r, c, buf, (size_t)len);
     }
 }
@@ -1460,13 +2188,16 @@ run_relay(struct lg *g)
 {
     struct epoll_event evs[MAX_EVENTS], ev = {0};
     struct relay r = {0};
-    int lfd = -1, one = 1, i, nconn = g->n + 64;
+    GPtrArray *dead = NULL; /* killed while flushing the batch */
+    int lfd = -1, one = 1, i, nconn = g->n + 64, hint = 0;
     int64_t deadline;
     int rc = 2;
 
     r.g = g;
-    r.members = g_ptr_array_new();
+    r.rooms =
+        g_hash_table_new_full(g_str_hash, g_str_equal, NULL, relay_room_free);
     r.pending = g_ptr_array_new();
+    dead = g_ptr_array_new();
     relay_of = &r;
     g->conns = g_new0(struct conn, (gsize)nconn);
     lfd = socket(g->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -1509,15 +2240,18 @@ run_relay(struct lg *g)
 
                 while ((fd = accept4(lfd, NULL, NULL,
                                      SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
-                    int slot;
+                    int slot = -1, t;
 
-                    for (slot = 0; slot < nconn; slot++)
-                        if (g->conns[slot].fd < 0)
+                    for (t = 0; t < nconn; t++)
+                        if (g->conns[(hint + t) % nconn].fd < 0) {
+                            slot = (hint + t) % nconn;
                             break;
-                    if (slot == nconn) {
+                        }
+                    if (slot < 0) {
                         close(fd);
                         continue;
                     }
+                    hint = (slot + 1) % nconn;
                     c = &g->conns[slot];
                     memset(c, 0, sizeof(*c));
                     c->fd = fd;
@@ -1537,32 +2271,21 @@ run_relay(struct lg *g)
                 on_readable(g, c, relay_frame);
             if (c->state != CS_DEAD && (evs[i].events & EPOLLOUT))
                 conn_flush(g, c);
-            if (c->state == CS_DEAD) {
-                g_ptr_array_remove_fast(r.members, c);
-                g_ptr_array_remove_fast(r.pending, c);
-                g_free(c->stash);
-                g_free(c->out.p);
-                memset(c, 0, sizeof(*c));
-                c->fd = -1;
-            }
+            if (c->state == CS_DEAD)
+                relay_forget(&r, c);
         }
         /* Flush once per batch, as the method's ceiling does. */
         for (j = 0; j < r.pending->len; j++) {
             struct conn *c = g_ptr_array_index(r.pending, j);
 
             c->pending = false;
-            conn_flush(g, c);
+            if (!conn_flush(g, c))
+                g_ptr_array_add(dead, c);
         }
         g_ptr_array_set_size(r.pending, 0);
-        for (i = 0; i < nconn; i++)
-            if (g->conns[i].state == CS_DEAD && g->conns[i].fd < 0 &&
-                g->conns[i].out.p) {
-                g_ptr_array_remove_fast(r.members, &g->conns[i]);
-                g_free(g->conns[i].stash);
-                g_free(g->conns[i].out.p);
-                memset(&g->conns[i], 0, sizeof(g->conns[i]));
-                g->conns[i].fd = -1;
-            }
+        for (j = 0; j < dead->len; j++)
+            relay_forget(&r, g_ptr_array_index(dead, j));
+        g_ptr_array_set_size(dead, 0);
     }
     rc = 0;
 out:
@@ -1575,8 +2298,9 @@ out:
         g_free(g->conns[i].out.p);
     }
     g_free(g->conns);
-    g_ptr_array_unref(r.members);
+    g_hash_table_unref(r.rooms);
     g_ptr_array_unref(r.pending);
+    g_ptr_array_unref(dead);
     return rc;
 }
 
@@ -1595,6 +2319,35 @@ room_ok(const char *r)
     return true;
 }
 
+/* Print a TCP port that 127.0.0.1 can bind now, picked at random below the
+ * ephemeral range so that the clients' own ports do not take it first. */
+static int
+print_free_port(void)
+{
+    struct sockaddr_in a = {0};
+    int i, fd;
+
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (i = 0; i < 200; i++) {
+        int port = g_random_int_range(20000, 32000);
+
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 2;
+        a.sin_port = htons((uint16_t)port);
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+            listen(fd, 1) == 0) {
+            close(fd);
+            printf("%d\n", port);
+            return 0;
+        }
+        close(fd);
+    }
+    fprintf(stderr, "loadgen: no free port found\n");
+    return 2;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1605,6 +2358,8 @@ main(int argc, char **argv)
         .warm = 100,
         .w = 8,
         .c = 64,
+        .rooms = 1,
+        .settle_ms = 1000,
         .max_seconds = 60,
         .max_frame = 65536,
         .ep = -1,
@@ -1614,17 +2369,27 @@ main(int argc, char **argv)
          "Server (or, with --relay, where to listen): tcp://127.0.0.1:PORT "
          "or tcp://[::1]:PORT; loopback only",
          "URL"},
-        {"clients", 'n', 0, G_OPTION_ARG_INT, &g.n,
-         "Clients, all in one room (default 100)", "N"},
+        {"proto", 0, 0, G_OPTION_ARG_STRING, &g.proto_name,
+         "Protocol: sockchat (default) or irc", "P"},
+        {"clients", 'n', 0, G_OPTION_ARG_INT, &g.n, "Clients (default 100)",
+         "N"},
         {"senders", 's', 0, G_OPTION_ARG_INT, &g.s,
          "Clients 0..S-1 also send (default 10)", "S"},
+        {"rooms", 0, 0, G_OPTION_ARG_INT, &g.rooms,
+         "Rooms; client i joins room i % K, named #r0000 and up (default 1: "
+         "--room)",
+         "K"},
         {"messages", 'm', 0, G_OPTION_ARG_INT64, &g.m,
          "Measured messages per sender (default 1000)", "M"},
+        {"seconds", 0, 0, G_OPTION_ARG_INT, &g.seconds,
+         "Measure for this long instead of -m messages, then let the "
+         "messages in flight arrive",
+         "T"},
         {"warm", 0, 0, G_OPTION_ARG_INT64, &g.warm,
          "Messages per sender before measuring (default 100)", "WARM"},
         {"window", 'w', 0, G_OPTION_ARG_INT, &g.w,
-         "Messages a sender may have not yet delivered to all N-1 others "
-         "(default 8)",
+         "Messages a sender may have not yet delivered to all the other "
+         "members of its room (default 8)",
          "W"},
         {"rate", 0, 0, G_OPTION_ARG_DOUBLE, &g.rate,
          "Messages per second per sender, 0 = as fast as the window allows "
@@ -1635,7 +2400,17 @@ main(int argc, char **argv)
         {"room", 0, 0, G_OPTION_ARG_STRING, &g.room, "Room (default #bench)",
          "NAME"},
         {"text-bytes", 0, 0, G_OPTION_ARG_INT, &g.text_bytes,
-         "Bytes of text per message (default: a 100-byte say frame)", "B"},
+         "Bytes of text per message (default: 100 bytes on the wire)", "B"},
+        {"idle", 0, 0, G_OPTION_ARG_NONE, &g.idle,
+         "Register N clients, read the server's RSS, ping each once, hold",
+         NULL},
+        {"hold", 0, 0, G_OPTION_ARG_INT, &g.hold,
+         "Idle mode: seconds to hold the connections at the end (default 0)",
+         "S"},
+        {"settle-ms", 0, 0, G_OPTION_ARG_INT, &g.settle_ms,
+         "Idle mode: wait this long after the last registration before "
+         "reading RSS (default 1000)",
+         "MS"},
         {"server-pid", 0, 0, G_OPTION_ARG_INT, &g.server_pid,
          "Read the server's CPU time and memory from /proc/PID", "PID"},
         {"max-seconds", 0, 0, G_OPTION_ARG_INT, &g.max_seconds,
@@ -1643,20 +2418,27 @@ main(int argc, char **argv)
         {"json", 0, 0, G_OPTION_ARG_NONE, &g.json,
          "Print one JSON object instead of text", NULL},
         {"relay", 0, 0, G_OPTION_ARG_NONE, &g.relay,
-         "Be the raw relay ceiling on --url instead: prints its URL, takes "
-         "up to N+64 clients, exits after --max-seconds",
+         "Be the raw relay ceiling (sockchat) on --url instead: prints its "
+         "URL, takes up to N+64 clients, exits after --max-seconds",
          NULL},
+        {"free-port", 0, 0, G_OPTION_ARG_NONE, &g.free_port,
+         "Print a free TCP port of 127.0.0.1 and exit", NULL},
         {NULL, 0, 0, 0, NULL, NULL, NULL},
     };
-    GOptionContext *ctx = g_option_context_new("- sockchat load generator");
+    GOptionContext *ctx =
+        g_option_context_new("- sockchat and IRC load generator");
     GError *gerr = NULL;
     int rc = 2; /* a bad command line */
-    int min_text;
+    int i, min_text;
 
     g_option_context_add_main_entries(ctx, entries, NULL);
     if (!g_option_context_parse(ctx, &argc, &argv, &gerr)) {
         fprintf(stderr, "loadgen: %s\n", gerr->message);
         g_error_free(gerr);
+        goto out;
+    }
+    if (g.free_port) {
+        rc = print_free_port();
         goto out;
     }
     if (!g.room)
@@ -1669,19 +2451,43 @@ main(int argc, char **argv)
         fprintf(stderr, "loadgen: %s: need tcp://LOOPBACK:PORT\n", g.url);
         goto out;
     }
+    if (!g.proto_name || strcmp(g.proto_name, "sockchat") == 0) {
+        g.proto = PROTO_SOCKCHAT;
+    } else if (strcmp(g.proto_name, "irc") == 0) {
+        g.proto = PROTO_IRC;
+    } else {
+        fprintf(stderr, "loadgen: --proto sockchat or irc\n");
+        goto out;
+    }
+    if (g.relay && g.proto != PROTO_SOCKCHAT) {
+        fprintf(stderr, "loadgen: the relay speaks sockchat only\n");
+        goto out;
+    }
+    if (g.idle)
+        g.s = 1; /* no sender; keeps the checks below simple */
     if (!room_ok(g.room) || g.n < 2 || g.s < 1 || g.s > g.n || g.s > 9999 ||
         g.m < 1 || g.warm < 0 || g.w < 1 || g.c < 1 || g.rate < 0 ||
-        g.max_seconds < 1 || g.warm + g.m > 9999999999LL) {
+        g.max_seconds < 1 || g.seconds < 0 || g.hold < 0 || g.settle_ms < 0 ||
+        g.rooms < 1 || g.rooms > 10000 || (!g.idle && g.n < 2 * g.rooms) ||
+        (uint64_t)(g.warm + g.m) > SEQ_MAX) {
         fprintf(stderr, "loadgen: bad option value\n");
         goto out;
     }
-    g.say_prefix_len = (size_t)snprintf(g.say_prefix, sizeof(g.say_prefix),
-                                        "{\"type\":\"say\",\"room\":\"%s\","
-                                        "\"text\":\"",
-                                        g.room);
+    g.slots = (g.s + g.rooms - 1) / g.rooms;
+    g.room_names = g_new0(char *, (gsize)g.rooms + 1);
+    for (i = 0; i < g.rooms; i++)
+        g.room_names[i] =
+            g.rooms == 1 ? g_strdup(g.room) : g_strdup_printf("#r%04d", i);
+    g.room_len = strlen(g.room_names[0]);
+    /* The bytes before the text, so that a message is 100 bytes on the wire:
+     * `PRIVMSG #bench :` (IRC, then CR LF), or a frame header and
+     * `{"type":"say","room":"#bench","text":"` (then `"}`). */
+    g.say_prefix_len =
+        g.proto == PROTO_IRC ? 8 + g.room_len + 2 : 22 + g.room_len + 10;
     min_text = TEXT_HEAD + 1;
     if (g.text_bytes == 0)
-        g.text_bytes = 100 - FRAME_HDR - (int)g.say_prefix_len - 2;
+        g.text_bytes = 100 - (g.proto == PROTO_IRC ? 0 : FRAME_HDR) -
+                       (int)g.say_prefix_len - 2;
     if (g.text_bytes < min_text)
         g.text_bytes = min_text;
     if (g.text_bytes > 4096) {
@@ -1701,9 +2507,11 @@ main(int argc, char **argv)
 out:
     if (g.ep >= 0)
         close(g.ep);
+    g_strfreev(g.room_names);
     g_free(g.scratch);
     g_free(g.url);
     g_free(g.room);
+    g_free(g.proto_name);
     g_option_context_free(ctx);
     return rc;
 }
