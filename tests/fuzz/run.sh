@@ -11,7 +11,7 @@
 #   FUZZ_SECONDS  seconds per target (default 60); 0 only replays the
 #                 corpus once (a quick regression check)
 #   FUZZ_TARGETS  targets to run (default: fuzz_frame fuzz_message
-#                 fuzz_request)
+#                 fuzz_request fuzz_secure fuzz_udp fuzz_discovery)
 #   FUZZ_JOBS     targets run at once (default 1)
 #   FUZZ_OUT      work directory for new inputs, crash artifacts and logs
 #                 (default: a new directory under ${TMPDIR:-/tmp})
@@ -27,7 +27,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${FUZZ_BIN:-$(pwd)/tests/fuzz}
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-fuzz_frame fuzz_message fuzz_request}
+targets=${FUZZ_TARGETS:-fuzz_frame fuzz_message fuzz_request fuzz_secure fuzz_udp fuzz_discovery}
 jobs=${FUZZ_JOBS:-1}
 out=${FUZZ_OUT:-}
 extra=${FUZZ_ARGS:-}
@@ -49,6 +49,7 @@ max_len_of() {
     fuzz_frame) echo 16384 ;;
     fuzz_message) echo 16384 ;;
     fuzz_request) echo 16384 ;;
+    fuzz_secure | fuzz_udp | fuzz_discovery) echo 4096 ;;
     *) echo 4096 ;;
     esac
 }
