@@ -855,7 +855,7 @@ test_secure_malformed_reply_refused(void **state)
 static cJSON *
 random_value(uint32_t *rng, int depth)
 {
-    uint8_t bin[80];
+    uint8_t bin[80] = {0};
     char *s;
     cJSON *v;
     uint32_t k = rng_next(rng) % 9, i, n;
