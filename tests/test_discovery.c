@@ -5,7 +5,9 @@
  * datagrams are counted, never answered, and logged at most once a second.
  *
  * Only unicast to 127.0.0.1 leaves this process: the beacon runs without
- * --lan, which never sends a broadcast or multicast datagram.
+ * --lan, which never sends a broadcast or multicast datagram. Broadcast and
+ * multicast are tested only inside network namespaces (ip netns) that
+ * it_discovery.sh creates and deletes.
  *
  * `test_discovery flood HOST PORT COUNT` is a helper for it_discovery.sh,
  * not a test: it sends COUNT probes to HOST:PORT by unicast, waits for the
