@@ -252,6 +252,23 @@ transport_close(struct transport *t)
         t->ops->close(t);
 }
 
+void
+transport_abort(struct transport *t)
+{
+    if (!t)
+        return;
+    if (t->ops->abort)
+        t->ops->abort(t);
+    else
+        t->ops->close(t);
+}
+
+bool
+transport_send_done(const struct transport *t)
+{
+    return t->ops->send_done ? t->ops->send_done(t) : true;
+}
+
 int
 transport_fd(const struct transport *t)
 {

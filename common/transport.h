@@ -10,6 +10,7 @@
 #ifndef SOCKCHAT_TRANSPORT_H
 #define SOCKCHAT_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -73,6 +74,25 @@ void transport_shutdown(struct transport *t);
 
 /* Close and free t. NULL is a no-op. */
 void transport_close(struct transport *t);
+
+/*
+ * Abort: close and free t so that the peer sees a reset, whatever unread
+ * or unsent bytes there are. tcp: SO_LINGER {1, 0} and close (RST). udp:
+ * RST (doc/UDP.md 7.2), sent a few times over, since nobody is left to
+ * repeat a lost one, then close without lingering. unix: a plain close (a
+ * UNIX stream has no reset; the peer reads ECONNRESET only if unread data
+ * was waiting here). NULL is a no-op.
+ */
+void transport_abort(struct transport *t);
+
+/*
+ * True when closing t now loses nothing it was asked to send. Stream
+ * backends: always (their kernel goes on delivering after close()). udp
+ * (whose client has nobody to deliver after close, doc/UDP.md 7.3): once,
+ * after transport_shutdown, our FIN and so every byte before it is
+ * acknowledged, or once the stream is over.
+ */
+bool transport_send_done(const struct transport *t);
 
 /*
  * Timers. A backend that keeps its own reliability (udp) needs to run

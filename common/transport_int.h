@@ -39,6 +39,9 @@ struct transport_ops {
     int (*tick)(struct transport *t, int64_t now_ms);
     unsigned (*poll_events)(const struct transport *t, unsigned want);
     void (*describe)(const struct transport *t, char *out, size_t n);
+    /* Optional: NULL means close (abort) and true (send_done). */
+    void (*abort)(struct transport *t);
+    bool (*send_done)(const struct transport *t);
 };
 
 /* transport_stream.c: the calls shared by the SOCK_STREAM backends. */

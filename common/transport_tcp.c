@@ -43,6 +43,19 @@ tcp_connect(const struct addr *a, struct transport **out)
     return stream_connect(&transport_tcp_ops, a, out);
 }
 
+/* transport_abort: a zero linger time makes close() send RST and drop
+ * whatever is queued either way. */
+static void
+tcp_abort(struct transport *t)
+{
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+
+    if (t->fd >= 0 &&
+        setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) == 0)
+        stream_trace_setsockopt(t->fd, "SO_LINGER{1,0}", 0);
+    stream_close(t);
+}
+
 const struct transport_ops transport_tcp_ops = {
     .name = "tcp",
     .socktype = SOCK_STREAM,
@@ -55,4 +68,5 @@ const struct transport_ops transport_tcp_ops = {
     .recv = stream_recv,
     .shutdown = stream_shutdown,
     .close = stream_close,
+    .abort = tcp_abort,
 };

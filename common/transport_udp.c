@@ -1097,6 +1097,40 @@ udp_close(struct transport *t)
     g_free(u);
 }
 
+/*
+ * transport_abort: RST at once, then close without lingering. Nobody is
+ * left to repeat a lost RST, and a relay between the peers (tests/lossy)
+ * swallows the ICMP port unreachable that would tell the peer later, so
+ * the RST goes out UDP_ABORT_COPIES times; copies of an RST are harmless.
+ */
+#define UDP_ABORT_COPIES 3
+
+static void
+udp_abort(struct transport *t)
+{
+    struct udp_transport *u = (struct udp_transport *)t;
+    uint8_t d[UDP_DGRAM_MAX];
+    size_t n;
+    int i;
+
+    if (u->rel && !u->superseded && t->fd >= 0) {
+        udp_rel_abort(u->rel);
+        n = udp_rel_poll_output(u->rel, udp_now_us(), d);
+        for (i = 0; n > 0 && i < UDP_ABORT_COPIES; i++)
+            (void)udp_send_dgram(u, d, n);
+    }
+    udp_close(t);
+}
+
+/* transport_send_done: nothing of ours is left to deliver. */
+static bool
+udp_send_done(const struct transport *t)
+{
+    const struct udp_transport *u = (const struct udp_transport *)t;
+
+    return !u->rel || u->superseded || udp_rel_send_done(u->rel);
+}
+
 /* ---- timers and readiness ----------------------------------------------- */
 
 static int
@@ -1266,4 +1300,6 @@ const struct transport_ops transport_udp_ops = {
     .tick = udp_tick,
     .poll_events = udp_poll_events,
     .describe = udp_describe,
+    .abort = udp_abort,
+    .send_done = udp_send_done,
 };

@@ -2,10 +2,20 @@
  * itlib.h - black-box integration harness for sockchatd.
  *
  * It starts the real server ($SOCKCHATD, optionally behind the words of
- * $SOCKCHATD_WRAPPER) on the URL in $IT_LISTEN (default tcp://127.0.0.1:0),
- * reads the bound URL back from --port-file and talks raw frames to it.
- * Framing and JSON checks are implemented here independently of common/, so
- * that a bug shared by the server and the library cannot hide itself.
+ * $SOCKCHATD_WRAPPER) on the URL in $IT_LISTEN (default tcp://127.0.0.1:0;
+ * "@DIR@" in it is the server's private directory, e.g.
+ * unix://@DIR@/s), reads the bound URL back from --port-file and talks
+ * frames to it. The byte stream is common/transport's, for every URL
+ * (tcp, udp, unix): transport_connect_url, send, recv, its timers and
+ * poll_events, so the same tests run on every transport and nothing here
+ * or in them asks which one it is. Framing and JSON checks are implemented
+ * here independently of common/, so that a bug shared by the server and
+ * the library cannot hide itself.
+ *
+ * With $IT_LOSSY (words for tests/lossy, e.g. "--drop 0.10 --dup 0.05
+ * --reorder 0.10 --seed 42") every udp endpoint of every server gets a
+ * lossy relay in front of it, and clients connect through the relay
+ * ($LOSSY names the binary; by default the lossy next to the test).
  *
  * Every wait is bounded; every bound is multiplied by $IT_TIMEOUT_SCALE
  * (default 1, valgrind runs use 10). Only loopback addresses are accepted.
@@ -29,10 +39,11 @@
  * started with XDG_CONFIG_HOME in their private directory, so that no test
  * writes a key under the real home.
  *
- * Connections are plain descriptors but belong to the harness: close them
- * with it_close() or it_reset(), never close(). While a test waits on one
- * connection, the harness keeps reading every other one into its own queue
- * (and answers a server `ping` with `pong` unless told not to), so that idle
+ * Connections are named by descriptors (their transport's) but belong to
+ * the harness: close them with it_close() or it_reset(), never close().
+ * While a test waits on one connection, the harness keeps reading every
+ * other one into its own queue and runs their transports' timers (and
+ * answers a server `ping` with `pong` unless told not to), so that idle
  * clients are not timed out behind the test's back.
  */
 #ifndef SOCKCHAT_ITLIB_H
@@ -63,7 +74,9 @@ const char *it_rx_name(enum it_rx why);
 #define IT_ABSENT "<absent>"
 #define IT_NO_INT INT64_MIN
 
-/* Reads the environment, ignores SIGPIPE. Call once from main(). */
+/* Reads the environment, ignores SIGPIPE. Call once from main(), before
+ * cmocka runs: $IT_ONLY and $IT_SKIP are cmocka test filters (patterns
+ * with * and ?) for the tests to run only, and to skip. */
 void it_init(void);
 /* ms multiplied by $IT_TIMEOUT_SCALE. */
 int it_ms(int ms);
@@ -83,6 +96,26 @@ struct it_server *it_server_start(const char *arg, ...) G_GNUC_NULL_TERMINATED;
 struct it_server *it_server_startv(const char *const *extra);
 /* As it_server_start() with the extra arguments split like a shell would. */
 struct it_server *it_server_start_str(const char *extra);
+/*
+ * As it_server_startv(), listening on every URL of listen (NULL-terminated;
+ * "@DIR@" substituted) instead of $IT_LISTEN. Its endpoints are then the
+ * lines of its port file, in order: see it_server_endpoint().
+ */
+struct it_server *it_server_start_endpoints(const char *const *listen,
+    const char *const *extra);
+/*
+ * The relay options for the servers started from now on ($IT_LOSSY at
+ * first): words for tests/lossy, NULL or "" for no relay. 0, or -1 if args
+ * do not parse. it_lossy() returns the current ones (NULL: none).
+ */
+int it_set_lossy(const char *args);
+const char *it_lossy(void);
+/* The server's process id (-1 if s is NULL). */
+int it_server_pid(const struct it_server *s);
+/* The number of endpoints s listens on, and the URL of endpoint i ("" if
+ * none). Endpoint 0 is it_server_url(s). */
+size_t it_server_n_endpoints(const struct it_server *s);
+const char *it_server_endpoint(const struct it_server *s, size_t i);
 /*
  * SIGTERM, wait (10 s scaled), SIGKILL if needed. Prints and returns the exit
  * status: the exit code, 128 + signal if killed by one, -1 if it hung. Frees s.
@@ -104,17 +137,31 @@ bool it_server_has_option(const char *opt);
 int it_bad_stops(void);
 
 /*
- * Connects to the server's URL. The only place that knows transports:
- * tcp://host:port, tcp://[v6]:port, unix:/path. rcvbuf > 0 sets SO_RCVBUF
- * before connecting. Returns a harness-owned descriptor or -1.
+ * Connects to url (tcp://, udp:// or unix://, loopback only) with
+ * transport_connect_url(). rcvbuf is ignored (see connect_raw() in
+ * itlib.c: it cannot be set before the transport connects, and after it
+ * only hurts). With $IT_SECURE=1 the secure handshake follows. Returns a
+ * harness-owned descriptor or -1.
  */
 int it_connect_url(const char *url, int rcvbuf, size_t max_frame);
+/* To the server's first endpoint (through a relay with $IT_LOSSY). */
 int it_connect(const struct it_server *s);
 int it_connect_rcvbuf(const struct it_server *s, int rcvbuf);
-/* Closes normally (FIN). -1 is a no-op. */
+/* To endpoint i of the server (it_server_endpoint()). */
+int it_connect_endpoint(const struct it_server *s, size_t i);
+/*
+ * Closes in order: the end of the stream (transport_shutdown) goes after
+ * what was sent, and the harness waits until the transport has delivered
+ * it (transport_send_done: at once on tcp and unix, whose kernel does the
+ * rest; on udp until the FIN is acknowledged, at most 3 s scaled) before
+ * it closes. -1 is a no-op.
+ */
 void it_close(int fd);
-/* Closes with SO_LINGER {1, 0}, i.e. a TCP reset. */
+/* Aborts (transport_abort): a reset on tcp (SO_LINGER {1, 0}) and udp
+ * (RST); a plain close on unix, which has no reset. */
 void it_reset(int fd);
+/* Half-close: the server reads the end of the stream; fd still reads. */
+void it_shutdown(int fd);
 /* Answer server pings automatically (default true). */
 void it_set_autopong(int fd, bool on);
 /* A passive connection is never read unless a test waits on it explicitly. */
@@ -207,6 +254,16 @@ const cJSON *it_flood_until_quit_at(const char *file, int line, int flooder,
 #define it_ping(fd) it_ping_at(__FILE__, __LINE__, fd)
 #define it_flood_until_quit(f, o, room, victim) \
     it_flood_until_quit_at(__FILE__, __LINE__, f, o, room, victim)
+
+/*
+ * What the rooms of a client see as its quit reason after it_reset(), on
+ * every transport (PROTOCOL.md 4.5): "connection reset", or "connection
+ * closed" where the transport has no reset (a UNIX stream socket, whose
+ * close is an orderly end unless unread data was waiting).
+ */
+#define IT_REASON_RESET "connection reset|connection closed"
+/* True if s is one of the '|'-separated alternatives of set. */
+bool it_one_of(const char *set, const char *s);
 
 /* Getters: absent or wrongly typed fields give IT_ABSENT / IT_NO_INT. */
 const char *it_str(const cJSON *m, const char *key);
