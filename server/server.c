@@ -45,12 +45,14 @@ struct server {
     int64_t next_sweep; /* monotonic ms of the next idle sweep */
     unsigned closing;   /* clients flushing a last word: not counted */
     bool stopping;      /* server_shutdown(): everyone gets bye, no quits */
+    struct frame_blob *bye; /* while stopping: the bye every client gets */
     uint8_t rx[READ_CHUNK];        /* every client's reads land here first */
     struct identity *id;           /* long-term key, for secure sessions */
     struct identity_nicks *reserved; /* reserved nicks, or NULL */
 };
 
 static void client_destroy(struct client *c);
+static void client_say_bye(struct client *c);
 
 /* A snapshot of the clients, safe to walk while some go away. */
 static GPtrArray *
@@ -318,6 +320,17 @@ client_flush(struct client *c)
     return CHAT_OK;
 }
 
+/* client_flush() failed with rc: the peer is gone. Say how to the others,
+ * as a failed read does, and drop c. */
+static void
+client_flush_failed(struct client *c, int rc)
+{
+    bool reset = rc == CHAT_ECLOSED || (rc == CHAT_ESYS && errno == ECONNRESET);
+
+    client_close(c, reset ? "connection reset" : "connection error");
+    client_destroy(c);
+}
+
 static void
 server_flush_pending(struct server *s)
 {
@@ -326,9 +339,11 @@ server_flush_pending(struct server *s)
     for (i = 0; i < s->pending->len; i++) {
         struct client *c = g_ptr_array_index(s->pending, i);
 
+        int rc;
+
         /* client_destroy() NULLs its entries. */
-        if (c && client_flush(c) != CHAT_OK)
-            client_destroy(c);
+        if (c && (rc = client_flush(c)) != CHAT_OK)
+            client_flush_failed(c, rc);
     }
     g_ptr_array_set_size(s->pending, 0);
 }
@@ -780,9 +795,12 @@ client_on_io(struct loop *l, int fd, unsigned events, void *arg)
     if ((events & LOOP_READ) && !client_read(c))
         return;
     /* Reading may have taken acks that let queued output go (udp). */
-    if (((events & LOOP_WRITE) || outq_bytes(&c->out) > 0) &&
-        client_flush(c) != CHAT_OK)
-        client_destroy(c);
+    if ((events & LOOP_WRITE) || outq_bytes(&c->out) > 0) {
+        int rc = client_flush(c);
+
+        if (rc != CHAT_OK)
+            client_flush_failed(c, rc);
+    }
 }
 
 /* ---- accepting --------------------------------------------------------- */
@@ -863,6 +881,8 @@ server_accept_one(struct server *s, struct transport *t)
     }
     g_hash_table_add(s->clients, c);
     log_debug("conn %u: accepted %s over %s", c->id, peer, transport_name(t));
+    if (s->stopping)
+        client_say_bye(c);
 }
 
 static void
@@ -1067,6 +1087,44 @@ server_after_pass(struct server *s)
     server_flush_pending(s);
 }
 
+/* Say bye to c and close it (server_shutdown, and anyone who connects
+ * while the server stops). */
+static void
+client_say_bye(struct client *c)
+{
+    struct server *s = c->srv;
+
+    if (!c->closing && s->bye)
+        client_queue(c, s->bye, true);
+    client_close(c, "server shutting down");
+}
+
+/* True while something said to a client may still be lost by closing now:
+ * output queued here, or bytes the transport has not had acknowledged yet
+ * (udp: the bye and our FIN; a lingering session on a listener). */
+static bool
+server_delivering(struct server *s)
+{
+    GHashTableIter it;
+    gpointer k, v;
+    guint i;
+
+    g_hash_table_iter_init(&it, s->clients);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        struct client *c = k;
+
+        if (outq_bytes(&c->out) > 0 || !transport_send_done(c->t))
+            return true;
+    }
+    for (i = 0; i < s->listeners->len; i++) {
+        struct listener *ls = g_ptr_array_index(s->listeners, i);
+
+        if (transport_next_timeout(ls->t, server_now()) >= 0)
+            return true;
+    }
+    return false;
+}
+
 void
 server_shutdown(struct server *s, int deadline_ms)
 {
@@ -1075,37 +1133,37 @@ server_shutdown(struct server *s, int deadline_ms)
     cJSON *bye = msg_build_bye("server shutting down", NULL);
     size_t len;
     char *json = msg_encode(bye, &len);
-    struct frame_blob *b = json ? frame_blob_new(json, len) : NULL;
     guint i;
 
     log_info("shutting down: saying bye to %u clients",
              g_hash_table_size(s->clients));
     s->stopping = true;
-    for (i = 0; i < all->len; i++) {
-        struct client *c = g_ptr_array_index(all, i);
-
-        if (!c->closing && b)
-            client_queue(c, b, true);
-        client_close(c, "server shutting down");
-    }
+    s->bye = json ? frame_blob_new(json, len) : NULL;
+    for (i = 0; i < all->len; i++)
+        client_say_bye(g_ptr_array_index(all, i));
     g_ptr_array_unref(all);
-    frame_blob_unref(b);
     g_free(json);
     cJSON_Delete(bye);
-    server_pause_accept(s, true);
+    /* The listeners stay in the loop: a udp listener reads the acks of the
+     * sessions it delivers for, and whoever connects meanwhile is told bye
+     * (server_accept_one). Transport timers keep running, so that a lost
+     * bye or FIN is sent again. */
     server_flush_pending(s);
-    while (g_hash_table_size(s->clients) > 0 && server_now() < end) {
-        bool waiting = false;
-        GHashTableIter it;
-        gpointer k, v;
+    while (server_delivering(s) && server_now() < end) {
+        int wait = server_tick(s);
+        int64_t left = end - server_now();
 
-        g_hash_table_iter_init(&it, s->clients);
-        while (g_hash_table_iter_next(&it, &k, &v))
-            if (outq_bytes(&((struct client *)k)->out) > 0)
-                waiting = true;
-        if (!waiting)
-            break;
-        loop_run_once(s->loop, 20);
+        if (wait < 0 || wait > 20)
+            wait = 20;
+        if (wait > left)
+            wait = left > 0 ? (int)left : 0;
+        loop_run_once(s->loop, wait);
         server_flush_pending(s);
     }
+    if (server_delivering(s))
+        log_warn("shutting down: some clients did not acknowledge bye "
+                 "within %d ms",
+                 deadline_ms);
+    frame_blob_unref(s->bye);
+    s->bye = NULL;
 }

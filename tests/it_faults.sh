@@ -14,7 +14,8 @@
 #     short reads, EINTR, EAGAIN on send/sendmsg/recv, accept4 failures,
 #     and a few ECONNRESETs. Every session that was not reset stays intact
 #     (all messages, in order), every reset session is dropped cleanly (the
-#     others see it quit), the server answers probes afterwards and exits 0.
+#     others see it quit with "connection reset", whether the reset met a
+#     send or a recv), the server answers probes afterwards and exits 0.
 #     Two seeds.
 #
 # Exit 77 when bench/soak or tests/faultshim.so is not built.
@@ -200,6 +201,11 @@ for seed in 11 12; do
     [ "${resets:-0}" -gt 0 ] || fail "b$seed: no reset was injected"
     [ "${resets:-0}" = "${hits:-x}" ] ||
         fail "b$seed: $resets resets injected but $hits sessions ended"
+    # The others are told why: a reset met while sending is a reset too,
+    # not an orderly close.
+    said=$(grep -c 'left: connection reset$' "$tmp/shim.log")
+    [ "$said" = "${resets:-0}" ] ||
+        fail "b$seed: $resets resets injected but $said quits say \"connection reset\""
     for k in partial eintr eagain accept; do
         n=$(echo "$summary" | sed -n "s/.* $k=\\([0-9]*\\).*/\\1/p")
         [ "${n:-0}" -gt 0 ] || fail "b$seed: no $k fault was injected"
