@@ -6,90 +6,9 @@
 # wait is bounded; everything started here is stopped by its PID on exit.
 set -u
 
-: "${SOCKCHATD:?set SOCKCHATD to the sockchatd binary}"
-: "${SOCKCHAT:?set SOCKCHAT to the sockchat binary}"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/it_client.XXXXXX") || exit 99
-pids=""
-failed=0
-n=0
-ESC=$(printf '\033')
-# check-valgrind runs the server under a wrapper and stretches the waits.
-wrap=${SOCKCHATD_WRAPPER:-}
-scale=${IT_TIMEOUT_SCALE:-1}
-case $scale in
-'' | *[!0-9]*) scale=1 ;;
-esac
-ct=$((10 * scale)) # the clients' --timeout
-
-cleanup() {
-    exec 3>&- 4>&- 2>/dev/null
-    for p in $pids; do
-        kill "$p" 2>/dev/null
-    done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 99' INT TERM HUP
-
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $1"
-}
-
-not_ok() {
-    n=$((n + 1))
-    failed=1
-    echo "not ok $n - $1"
-    shift
-    for f in "$@"; do
-        [ -f "$f" ] && sed "s|^|#   $(basename "$f"): |" "$f"
-    done
-    return 0
-}
-
-# Wait up to $2 tenths of a second (default 100) for command $1 to succeed.
-wait_for() {
-    i=0
-    while ! eval "$1" >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ "$i" -ge $((${2:-100} * scale)) ] && return 1
-        sleep 0.1
-    done
-    return 0
-}
-
-# start_server NAME [ARGS...]: sockchatd on port 0; sets $url and $spid.
-start_server() {
-    name=$1
-    shift
-    $wrap "$SOCKCHATD" --port-file "$tmp/$name.port" -q "$@" \
-        2>"$tmp/$name.server.err" &
-    spid=$!
-    pids="$pids $spid"
-    if ! wait_for "test -s '$tmp/$name.port'"; then
-        echo "Bail out! sockchatd did not write its port file"
-        cat "$tmp/$name.server.err"
-        exit 99
-    fi
-    url=$(head -n 1 "$tmp/$name.port")
-}
-
-# run_batch NAME STDIN-TEXT [ARGS...]: a batch client with a bounded run
-# time; stdout, stderr and status in $tmp/NAME.{out,err,rc}.
-run_batch() {
-    name=$1
-    input=$2
-    shift 2
-    printf '%s' "$input" | timeout $((30 * scale)) "$SOCKCHAT" --timeout "$ct" --batch "$@" \
-        >"$tmp/$name.out" 2>"$tmp/$name.err"
-    echo $? >"$tmp/$name.rc"
-}
-
-rc_of() {
-    cat "$tmp/$1.rc"
-}
+# ok, not_ok, wait_for, start_server, run_batch and the rest: tests/lib.sh.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+it_setup it_client
 
 # json_check FILE: every line is one JSON object (a small RFC 8259 syntax
 # check in awk, since neither python nor jq can be assumed in CI).
@@ -179,8 +98,7 @@ fi
 # A port that was just listening and is closed now refuses connections.
 start_server dead --listen tcp://127.0.0.1:0
 dead_url=$url
-kill "$spid"
-wait "$spid" 2>/dev/null
+stop_server "$spid"
 run_batch dead "hi
 " -n nobody "$dead_url"
 if [ "$(rc_of dead)" -eq 2 ] &&
@@ -197,12 +115,8 @@ start_server main --listen tcp://127.0.0.1:0
 main_pid=$spid
 
 # A listener that stays connected until fd 3 closes.
-mkfifo "$tmp/listen.fifo" || exit 99
-"$SOCKCHAT" --timeout "$ct" --batch --json -n listener -r '#ops' "$url" \
-    <"$tmp/listen.fifo" >"$tmp/listen.out" 2>"$tmp/listen.err" &
-lpid=$!
-pids="$pids $lpid"
-exec 3>"$tmp/listen.fifo"
+start_fed listen 3 --json -n listener -r '#ops' "$url"
+lpid=$fpid
 if wait_for "grep -q '\"type\":\"room\"' '$tmp/listen.out'"; then
     ok "a --json listener joins #ops"
 else
@@ -352,12 +266,8 @@ else
 fi
 
 # Closed by the server (exit 4): stop it under a connected client.
-mkfifo "$tmp/victim.fifo" || exit 99
-"$SOCKCHAT" --timeout "$ct" --batch -n victim -r ops "$url" \
-    <"$tmp/victim.fifo" >"$tmp/victim.out" 2>"$tmp/victim.err" &
-vpid=$!
-pids="$pids $vpid"
-exec 4>"$tmp/victim.fifo"
+start_fed victim 4 -n victim -r ops "$url"
+vpid=$fpid
 wait_for "grep -q 'victim joined' '$tmp/victim.out'"
 kill "$main_pid"
 wait_for "! kill -0 $vpid"
@@ -375,13 +285,8 @@ fi
 
 # --- IPv6, when this machine has ::1 -------------------------------------
 
-$wrap "$SOCKCHATD" --listen 'tcp://[::1]:0' --port-file "$tmp/v6.port" -q \
-    2>"$tmp/v6.server.err" &
-v6pid=$!
-pids="$pids $v6pid"
-if wait_for "test -s '$tmp/v6.port' || ! kill -0 $v6pid" &&
-    [ -s "$tmp/v6.port" ]; then
-    v6url=$(head -n 1 "$tmp/v6.port")
+if try_server v6 --listen 'tcp://[::1]:0'; then
+    v6url=$url
     run_batch v6 "over six
 " -n six -r ops "$v6url"
     if [ "$(rc_of v6)" -eq 0 ] && grep -q "#ops <six> over six" "$tmp/v6.out"
@@ -394,5 +299,4 @@ else
     ok "# SKIP IPv6: sockchatd cannot listen on ::1 here"
 fi
 
-echo "1..$n"
-exit $failed
+it_done

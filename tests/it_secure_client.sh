@@ -12,24 +12,15 @@
 # Exits 77 (skipped) when sockchatd has no --secure.
 set -u
 
-: "${SOCKCHATD:?set SOCKCHATD to the sockchatd binary}"
-: "${SOCKCHAT:?set SOCKCHAT to the sockchat binary}"
+# ok, not_ok, wait_for, start_server, run_batch and the rest: tests/lib.sh.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
 if ! "$SOCKCHATD" --help 2>&1 | grep -q -- --secure; then
     echo "SKIP: this sockchatd offers no secure sessions (no --secure)"
     exit 77
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/it_secure_client.XXXXXX") || exit 99
-pids=""
-failed=0
-n=0
-wrap=${SOCKCHATD_WRAPPER:-}
-scale=${IT_TIMEOUT_SCALE:-1}
-case $scale in
-'' | *[!0-9]*) scale=1 ;;
-esac
-ct=$((10 * scale)) # the clients' --timeout
+it_setup it_secure_client
 
 HOME=$tmp/home
 XDG_CONFIG_HOME=$tmp/home/config
@@ -38,90 +29,6 @@ unset NO_COLOR TMUX
 mkdir -p "$HOME" || exit 99
 conf=$XDG_CONFIG_HOME/sockchat
 known=$tmp/known_servers
-
-T() {
-    tmux -S "$tmp/tmux.sock" -f /dev/null "$@"
-}
-
-cleanup() {
-    exec 3>&- 2>/dev/null
-    if [ -S "$tmp/tmux.sock" ]; then
-        T kill-server >/dev/null 2>&1
-    fi
-    for p in $pids; do
-        kill "$p" 2>/dev/null
-    done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 99' INT TERM HUP
-
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $1"
-}
-
-not_ok() {
-    n=$((n + 1))
-    failed=1
-    echo "not ok $n - $1"
-    shift
-    for f in "$@"; do
-        [ -f "$f" ] && sed "s|^|#   $(basename "$f"): |" "$f"
-    done
-    return 0
-}
-
-# Wait up to $2 tenths of a second (default 100) for command $1 to succeed.
-wait_for() {
-    i=0
-    while ! eval "$1" >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ "$i" -ge $((${2:-100} * scale)) ] && return 1
-        sleep 0.1
-    done
-    return 0
-}
-
-# start_server NAME [ARGS...]: sockchatd; sets $url and $spid. The listen
-# address defaults to 127.0.0.1 port 0 (pass --listen to choose).
-start_server() {
-    name=$1
-    shift
-    rm -f "$tmp/$name.port"
-    $wrap "$SOCKCHATD" --port-file "$tmp/$name.port" -q "$@" \
-        2>"$tmp/$name.server.err" &
-    spid=$!
-    pids="$pids $spid"
-    if ! wait_for "test -s '$tmp/$name.port'"; then
-        echo "Bail out! sockchatd did not write its port file"
-        cat "$tmp/$name.server.err"
-        exit 99
-    fi
-    url=$(head -n 1 "$tmp/$name.port")
-}
-
-stop_server() { # PID
-    kill "$1" 2>/dev/null
-    wait_for "! kill -0 $1"
-    wait "$1" 2>/dev/null
-}
-
-# run_batch NAME STDIN-TEXT [ARGS...]: a batch client with a bounded run
-# time; stdout, stderr and status in $tmp/NAME.{out,err,rc}.
-run_batch() {
-    name=$1
-    input=$2
-    shift 2
-    printf '%s' "$input" | timeout $((30 * scale)) "$SOCKCHAT" --timeout "$ct" \
-        --batch "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
-    echo $? >"$tmp/$name.rc"
-}
-
-rc_of() {
-    cat "$tmp/$1.rc"
-}
 
 # host_port URL: "127.0.0.1 40211", as the known-servers file keys it.
 host_port() {
@@ -179,13 +86,9 @@ else
 fi
 
 # First use with --accept-new: a --json listener, which records the key.
-mkfifo "$tmp/listen.fifo" || exit 99
-"$SOCKCHAT" --timeout "$ct" --batch --json --secure --accept-new \
-    --known-servers "$known" -n listener -r ops "$a_url" \
-    <"$tmp/listen.fifo" >"$tmp/listen.out" 2>"$tmp/listen.err" &
-lpid=$!
-pids="$pids $lpid"
-exec 3>"$tmp/listen.fifo"
+start_fed listen 3 --json --secure --accept-new --known-servers "$known" \
+    -n listener -r ops "$a_url"
+lpid=$fpid
 if wait_for "grep -q '\"type\":\"room\"' '$tmp/listen.out'"; then
     ok "a --secure --json listener is welcomed and joins #ops"
 else
@@ -401,13 +304,9 @@ fi
 
 # The server dies without its final frame under a secure client: exit 4
 # and a warning that the end was not authenticated.
-mkfifo "$tmp/cut.fifo" || exit 99
-"$SOCKCHAT" --timeout "$ct" --batch --secure --known-servers "$tmp/known.req" \
-    -n cut -r ops "$req_url" <"$tmp/cut.fifo" >"$tmp/cut.out" \
-    2>"$tmp/cut.err" &
-cpid=$!
-pids="$pids $cpid"
-exec 3>"$tmp/cut.fifo"
+start_fed cut 3 --secure --known-servers "$tmp/known.req" -n cut -r ops \
+    "$req_url"
+cpid=$fpid
 wait_for "grep -q 'cut joined' '$tmp/cut.out'"
 kill -KILL "$req_pid"
 wait_for "! kill -0 $cpid"
@@ -462,14 +361,6 @@ else
     start_server tui --listen tcp://127.0.0.1:0 --identity "$tmp/server_tui.key"
     tui_url=$url
     tui_fp=$(fingerprint "$tmp/server_tui.key")
-    # screen NAME: the pane's text now, into $tmp/NAME.screen.
-    screen() {
-        T capture-pane -p -t "$1" >"$tmp/$1.screen"
-    }
-    last_line() {
-        screen "$1"
-        awk 'NF { l = $0 } END { print l }' "$tmp/$1.screen"
-    }
     start_client() { # NAME LOCALE SHELL-LINE
         {
             echo "HOME='$HOME' XDG_CONFIG_HOME='$XDG_CONFIG_HOME'"
@@ -526,5 +417,4 @@ else
     fi
 fi
 
-echo "1..$n"
-exit $failed
+it_done

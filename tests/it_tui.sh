@@ -9,80 +9,17 @@
 # Exits 77 (skipped) when tmux is not installed.
 set -u
 
-: "${SOCKCHATD:?set SOCKCHATD to the sockchatd binary}"
-: "${SOCKCHAT:?set SOCKCHAT to the sockchat binary}"
+# ok, not_ok, wait_for, start_server, run_batch and the rest: tests/lib.sh.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
 if ! command -v tmux >/dev/null 2>&1; then
     echo "SKIP: tmux is not installed (Debian package tmux)"
     exit 77
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/it_tui.XXXXXX") || exit 99
-pids=""
-failed=0
-n=0
-ESC=$(printf '\033')
-# check-valgrind runs the server under a wrapper and stretches the waits.
-wrap=${SOCKCHATD_WRAPPER:-}
-scale=${IT_TIMEOUT_SCALE:-1}
-case $scale in
-'' | *[!0-9]*) scale=1 ;;
-esac
-ct=$((10 * scale)) # the clients' --timeout
+it_setup it_tui
 BEL=$(printf '\007')
 unset TMUX
-T() {
-    tmux -S "$tmp/tmux.sock" -f /dev/null "$@"
-}
-
-cleanup() {
-    exec 3>&- 2>/dev/null
-    T kill-server >/dev/null 2>&1
-    for p in $pids; do
-        kill "$p" 2>/dev/null
-    done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 99' INT TERM HUP
-
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $1"
-}
-
-not_ok() {
-    n=$((n + 1))
-    failed=1
-    echo "not ok $n - $1"
-    shift
-    for f in "$@"; do
-        [ -f "$f" ] && sed "s|^|#   $(basename "$f"): |" "$f"
-    done
-    return 0
-}
-
-wait_for() {
-    i=0
-    while ! eval "$1" >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ "$i" -ge $((${2:-100} * scale)) ] && return 1
-        sleep 0.1
-    done
-    return 0
-}
-
-# screen NAME: the pane's text now, into $tmp/NAME.screen.
-screen() {
-    T capture-pane -p -t "$1" >"$tmp/$1.screen"
-}
-
-# last_line NAME: the last non-empty line of the pane.
-last_line() {
-    screen "$1"
-    awk 'NF { l = $0 } END { print l }' "$tmp/$1.screen"
-}
 
 # line_no NAME TEXT: the number of the pane's line holding TEXT.
 line_no() {
@@ -113,21 +50,10 @@ post() { # NICK TEXT: say TEXT in #general as NICK, in batch mode
 
 # --- server, a --json listener, four interactive clients ------------------
 
-$wrap "$SOCKCHATD" --listen tcp://127.0.0.1:0 --port-file "$tmp/port" -q \
-    2>"$tmp/server.err" &
-server_pid=$!
-pids="$pids $server_pid"
-if ! wait_for "test -s '$tmp/port'"; then
-    echo "Bail out! sockchatd did not start"
-    exit 99
-fi
-url=$(head -n 1 "$tmp/port")
+start_server server --listen tcp://127.0.0.1:0
+server_pid=$spid
 
-mkfifo "$tmp/listen.fifo" || exit 99
-"$SOCKCHAT" --timeout "$ct" --batch --json -n listener -r general "$url" \
-    <"$tmp/listen.fifo" >"$tmp/listen.out" 2>"$tmp/listen.err" &
-pids="$pids $!"
-exec 3>"$tmp/listen.fifo"
+start_fed listen 3 --json -n listener -r general "$url"
 
 # Start the tmux server with a session that outlives the others.
 T new-session -d -s keep -x 100 -y 30 "exec sleep 300" || {
@@ -309,5 +235,4 @@ for s in main nocolor nobell; do
     fi
 done
 
-echo "1..$n"
-exit $failed
+it_done
