@@ -504,11 +504,19 @@ fit_max_clients(struct server_config *cfg, const struct loop *loop)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
         return;
     if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-        log_warn("the descriptor limit allows %llu, but --max-clients %u "
-                 "needs %llu: raise the hard limit (ulimit -Hn) or lower "
-                 "--max-clients; clients past it get server_full",
-                 (unsigned long long)rl.rlim_max, cfg->max_clients,
-                 (unsigned long long)need);
+        /* Past the hard limit accept() would fail with EMFILE and clients
+         * would wait in the backlog; with the places fitted, the ones
+         * beyond are accepted and told server_full. */
+        unsigned fit = rl.rlim_max > FD_RESERVE
+                           ? (unsigned)(rl.rlim_max - FD_RESERVE)
+                           : 1;
+
+        log_warn("--max-clients %u lowered to %u: the hard descriptor limit "
+                 "is %llu (raise it with ulimit -Hn); clients past it get "
+                 "server_full",
+                 cfg->max_clients, fit, (unsigned long long)rl.rlim_max);
+        cfg->max_clients = fit;
+        opt.max_clients = (gint)fit; /* SIGHUP must not raise it again */
         need = rl.rlim_max;
     }
     rl.rlim_cur = need;

@@ -25,6 +25,12 @@
  *   FAULT_SEED       seed (default 1)
  *   FAULT_LOG        append one line per reset and a summary at exit
  *   FAULT_STOP_FILE  once this file exists, inject nothing more
+ *   FAULT_FD_LIMIT   accept4 fails with EMFILE, as a real descriptor limit
+ *                    makes it, whenever the lowest free descriptor is at or
+ *                    above this number (default 0: no limit). sockchatd fits
+ *                    --max-clients below RLIMIT_NOFILE, so a real limit no
+ *                    longer makes accept() fail; this stands for the other
+ *                    descriptors a process may hold when it does.
  *
  * Not thread-safe (sockchatd is single-threaded). No allocation.
  */
@@ -71,6 +77,7 @@ static struct {
     bool ready;
     double rate, reset, accept;
     long max_resets;
+    long fd_limit;
     uint64_t rng;
     const char *log, *stop_file;
     bool stopped;
@@ -107,6 +114,7 @@ shim_init(void)
     shim.reset = env_double("FAULT_RESET", 0);
     shim.accept = env_double("FAULT_ACCEPT", shim.rate);
     shim.max_resets = (long)env_double("FAULT_MAX_RESETS", -1);
+    shim.fd_limit = (long)env_double("FAULT_FD_LIMIT", 0);
     seed = getenv("FAULT_SEED");
     shim.rng = seed && *seed ? strtoull(seed, NULL, 10) : 1;
     /* xorshift must not start at 0; mix the seed a little. */
@@ -400,6 +408,16 @@ accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
         shim.faults[SK_ACCEPT]++;
         errno = errs[shim_next() % (sizeof(errs) / sizeof(errs[0]))];
         return -1;
+    }
+    if (shim.fd_limit > 0 && shim_is_stream(fd)) {
+        int lowest = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+        if (lowest >= 0)
+            real_close(lowest);
+        if (lowest >= shim.fd_limit) {
+            errno = EMFILE; /* the connection stays queued */
+            return -1;
+        }
     }
     fd2 = real_accept4(fd, sa, len, flags);
     if (fd2 >= 0 && fd2 < SHIM_FD_MAX)

@@ -2,12 +2,17 @@
 # it_faults.sh - sockchatd under resource exhaustion and injected socket
 # faults (doc/RELIABILITY.md). Loopback only, every wait bounded.
 #
-# a1. Descriptor limit 64 (ulimit -n), --max-clients left at 1000: 20
-#     clients chat while 100 more connect one by one. accept() fails with
-#     EMFILE; the server must not spin (its CPU time over 3 s stays under
-#     10% of one core), must not die, the chat must go on intact (bench/soak
-#     checks every delivery), the extra clients wait in the backlog, and
-#     those still waiting get in once the chatters leave.
+# a0. Descriptor limit 64 (ulimit -n, soft and hard), --max-clients left at
+#     1000: the server lowers --max-clients to what fits (64 - 32 reserved)
+#     with one log line; 20 clients chat while 100 more connect one by one:
+#     those past the places get server_full, nobody waits, the chat goes on.
+# a1. accept() failing with EMFILE although --max-clients fits (other
+#     descriptors held: the shim's FAULT_FD_LIMIT=64 makes accept4 fail as a
+#     real limit does), the same load: the server must not spin (its CPU
+#     time over 3 s stays under 10% of one core), must not die, the chat
+#     must go on intact (bench/soak checks every delivery), the extra
+#     clients wait in the backlog, and those still waiting get in once the
+#     chatters leave.
 # a2. The same limit with --max-clients 30: the 10 holders that fit are
 #     welcomed, the 30 beyond get server_full, the chat goes on.
 # b.  tests/faultshim.so preloaded into the server: partial sends and
@@ -42,6 +47,10 @@ trap cleanup EXIT
 XDG_CONFIG_HOME=$tmp/xdg; export XDG_CONFIG_HOME
 failed=0
 server_env= # NAME=VALUE words for the server only
+# a1 and b preload the shim; ASan wants its runtime first, and the shim
+# does not use it.
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+export ASAN_OPTIONS
 fail() { echo "FAIL: $*"; failed=1; }
 
 # start_server NAME NOFILE ARGS...: in the background (pid in $pid), with
@@ -96,14 +105,39 @@ field() { # FILE LINE-PREFIX KEY
     sed -n "s/^$2:.* $3=\\([0-9]*\\).*/\\1/p" "$1" | head -1
 }
 
+# ---- a0. a hard descriptor limit below --max-clients ----------------------
+echo "== a0: descriptor limit 64, 20 chatting clients, 100 more connecting"
+if start_server fit 64; then
+    "$soak" --port-file "$tmp/fit.ports" --calm --clients 20 --rooms 2 \
+        --seconds $((5 * scale)) --act-ms 300 --hold 100 --hold-interval 20 \
+        --connect-ms 1000 --settle 0 --rss-margin-pct -1 --quiet \
+        --max-wait $((40 * scale)) >"$tmp/fit.out" 2>"$tmp/fit.err"
+    soak_status=$?
+    cat "$tmp/fit.out"
+    grep '^FAIL' "$tmp/fit.err" | head -10
+    [ "$soak_status" -eq 0 ] || fail "a0: soak status $soak_status"
+    grep 'lowered to 32: the hard descriptor limit is 64' "$tmp/fit.log" ||
+        fail "a0: the server did not say it lowered --max-clients"
+    waiting=$(field "$tmp/fit.out" hold waiting)
+    full=$(field "$tmp/fit.out" hold server_full)
+    [ "${waiting:-1}" -eq 0 ] || fail "a0: $waiting clients left waiting"
+    [ "${full:-0}" -gt 0 ] || fail "a0: nobody past the places got server_full"
+    if grep -q 'Too many open files' "$tmp/fit.log"; then
+        fail "a0: accept() met EMFILE although the places were fitted"
+    fi
+    stop_server
+    [ "$status" -eq 0 ] || fail "a0: server exit status $status"
+else
+    echo "SKIP a0: the server does not start with 64 descriptors here"
+fi
+
 # ---- a1. EMFILE ---------------------------------------------------------
-echo "== a1: descriptor limit 64, 20 chatting clients, 100 more connecting"
-if [ -n "$wrapper" ]; then
-    # valgrind keeps the top descriptors for itself: one that accept()
-    # returns above the limit it shows the server is closed by valgrind,
-    # and the waiting client sees a reset that the server never made.
-    echo "SKIP a1: not meaningful under $wrapper"
-elif start_server emfile 64; then
+echo "== a1: accept() meets EMFILE above descriptor 64, 20 chatting, 100 more"
+server_env="LD_PRELOAD=$shim FAULT_FD_LIMIT=64 FAULT_RATE=0"
+start_server emfile 0
+started=$?
+server_env=
+if [ $started -eq 0 ]; then
     "$soak" --port-file "$tmp/emfile.ports" --calm --clients 20 --rooms 2 \
         --seconds $((9 * scale)) --act-ms 300 --hold 100 --hold-interval 20 \
         --connect-ms 1000 --settle 0 --rss-margin-pct -1 --quiet \
@@ -144,7 +178,7 @@ elif start_server emfile 64; then
     lines=$(grep -c 'accept: Too many open files' "$tmp/emfile.log")
     echo "EMFILE log lines: $lines (rate-limited to one a second)"
 else
-    echo "SKIP a1: the server does not start with 64 descriptors here"
+    fail "a1: the server did not start"
 fi
 
 # ---- a2. --max-clients below the descriptor limit -------------------------
@@ -169,9 +203,6 @@ else
 fi
 
 # ---- b. injected faults ---------------------------------------------------
-# ASan wants its runtime first; the shim does not use it.
-ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
-export ASAN_OPTIONS
 for seed in 11 12; do
     echo "== b: faultshim seed $seed: 30% soft faults, up to 6 resets"
     rm -f "$tmp/faults.log" "$tmp/stop"
