@@ -193,8 +193,27 @@ transport_connect_url(const char *url, unsigned short def_port,
     for (i = 0; i < n; i++) {
         char where[ADDR_STR_MAX];
 
+        int64_t end = transport_now_ms() + timeout_ms;
+
         addr_format(&addrs[i], where, sizeof(where));
         rc = ops->connect(&addrs[i], &t);
+        /* The listener's queue is full (a busy UNIX server): try again
+         * every 10 ms within the timeout. */
+        while (rc == CHAT_EAGAIN && transport_now_ms() < end) {
+            transport_close(t);
+            t = NULL;
+            g_usleep(10000);
+            rc = ops->connect(&addrs[i], &t);
+        }
+        if (rc == CHAT_EAGAIN) {
+            snprintf(why, why_len, "%s: the server's listen queue is full",
+                     where);
+            transport_close(t);
+            t = NULL;
+            rc = CHAT_ESYS;
+            errno = ETIMEDOUT;
+            continue;
+        }
         if (rc == CHAT_OK)
             rc = transport_wait_connected(t, timeout_ms);
         if (rc == CHAT_OK) {

@@ -172,7 +172,11 @@ stream_connect(const struct transport_ops *ops, const struct addr *a,
     rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
     trace_sock("connect(fd=%d, %s) = %d%s%s", fd, where, rc, rc ? " " : "",
                rc ? strerror(errno) : "");
-    if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN)
+    /* EINPROGRESS: under way (TCP). EAGAIN is not: a UNIX listener's
+     * backlog is full and nothing was started; the caller may try again. */
+    if (rc < 0 && errno == EAGAIN)
+        return CHAT_EAGAIN;
+    if (rc < 0 && errno != EINPROGRESS)
         return CHAT_ESYS;
     return CHAT_OK;
 }

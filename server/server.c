@@ -321,13 +321,18 @@ client_flush(struct client *c)
 }
 
 /* client_flush() failed with rc: the peer is gone. Say how to the others,
- * as a failed read does, and drop c. */
+ * as a failed read does (ECONNRESET: reset; EPIPE: the peer closed, which
+ * is all a UNIX stream can tell), and drop c. */
 static void
 client_flush_failed(struct client *c, int rc)
 {
-    bool reset = rc == CHAT_ECLOSED || (rc == CHAT_ESYS && errno == ECONNRESET);
+    const char *why = "connection error";
 
-    client_close(c, reset ? "connection reset" : "connection error");
+    if (errno == ECONNRESET)
+        why = "connection reset";
+    else if (rc == CHAT_ECLOSED)
+        why = "connection closed";
+    client_close(c, why);
     client_destroy(c);
 }
 
