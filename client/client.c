@@ -1356,16 +1356,36 @@ client_handshake_error(struct client *c, const cJSON *root)
         client_close(c, CLIENT_EXIT_CLOSED, "%s", why);
 }
 
+/* Remember our host and port with the key the server proved; a file that
+ * cannot be written leaves the trust to this session. */
+static void
+client_pin(struct client *c, const char *why)
+{
+    struct identity_error err;
+
+    if (identity_known_add(c->known_servers, c->known_host, c->cfg.known_port,
+                           c->server_fp, &err) != CHAT_OK)
+        client_notice(c, CLIENT_NOTICE_WARNING,
+                      "trusting the server for this session only: %s",
+                      err.text);
+    else
+        client_notice(c, CLIENT_NOTICE_TRUSTED,
+                      "%sremembered %s port %u with key %s in %s", why,
+                      c->known_host, c->cfg.known_port, c->server_fp,
+                      c->known_servers);
+}
+
 /* Look the key the server proved up in the known-servers file: true to go
  * on; false after closing (mismatch, refused, file trouble). */
 static bool
 client_check_known(struct client *c)
 {
-    struct identity_known_entry old;
+    struct identity_known_entry old, moved;
     struct identity_error err;
     struct client_trust_ask q;
     enum identity_known known;
-    char *text;
+    char *text, *hint = NULL;
+    unsigned elsewhere = 0;
     bool trust;
 
     if (c->known_servers == NULL || c->known_host == NULL) {
@@ -1396,7 +1416,36 @@ client_check_known(struct client *c)
                      c->known_servers);
         return false;
     }
-    /* First use. */
+    /* First use of this host and port. Is the key the server has just
+     * proved (not the one a beacon announced) pinned under another
+     * address: the same server with a new DHCP lease? */
+    if (identity_known_find_fp(c->known_servers, c->server_fp, &elsewhere,
+                               &moved, &err) != CHAT_OK) {
+        client_close(c, CLIENT_EXIT_REFUSED,
+                     "cannot check the server's key: %s", err.text);
+        return false;
+    }
+    if (elsewhere > 0 && discover_chose(c->known_host, c->cfg.known_port)) {
+        /* The user asked discovery for a server, and this one proved a key
+         * they trusted already: nothing to ask. Its old entry stays; should
+         * another key turn up there, that is a mismatch as before. */
+        text = g_strdup_printf("the server proved the key pinned for %s "
+                               "port %u (line %u): it moved; ",
+                               moved.host, moved.port, moved.line);
+        client_pin(c, text);
+        g_free(text);
+        return true;
+    }
+    if (elsewhere > 0) {
+        /* Named by the user: an address is theirs to trust, but say why
+         * the key looks familiar. */
+        hint = g_strdup_printf("it is the key pinned for %s port %u (line %u "
+                               "of %s): the same server at a new address?",
+                               moved.host, moved.port, moved.line,
+                               c->known_servers);
+        client_notice(c, CLIENT_NOTICE_HINT, "%s port %u is new, but %s",
+                      c->known_host, c->cfg.known_port, hint);
+    }
     q.host = c->known_host;
     q.port = c->cfg.known_port;
     q.fingerprint = c->server_fp;
@@ -1415,20 +1464,15 @@ client_check_known(struct client *c)
         client_close(c, CLIENT_EXIT_REFUSED,
                      "%s port %u is a new server, with key %s. Compare it "
                      "with the fingerprint its operator gives, then connect "
-                     "again with --accept-new to remember it",
-                     c->known_host, c->cfg.known_port, c->server_fp);
+                     "again with --accept-new to remember it%s%s%s",
+                     c->known_host, c->cfg.known_port, c->server_fp,
+                     hint != NULL ? " (" : "", hint != NULL ? hint : "",
+                     hint != NULL ? ")" : "");
     }
+    g_free(hint);
     if (!trust || c->state == CLIENT_CLOSED)
         return false;
-    if (identity_known_add(c->known_servers, c->known_host, c->cfg.known_port,
-                           c->server_fp, &err) != CHAT_OK)
-        client_notice(c, CLIENT_NOTICE_WARNING,
-                      "trusting the server for this session only: %s",
-                      err.text);
-    else
-        client_notice(c, CLIENT_NOTICE_TRUSTED,
-                      "remembered %s port %u with key %s in %s", c->known_host,
-                      c->cfg.known_port, c->server_fp, c->known_servers);
+    client_pin(c, "");
     return true;
 }
 

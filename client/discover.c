@@ -68,6 +68,8 @@ discover_trust_name(enum discover_trust t)
         return "new";
     case DISCOVER_TRUST_MISMATCH:
         return "mismatch";
+    case DISCOVER_TRUST_MOVED:
+        return "moved";
     }
     return "unchecked";
 }
@@ -164,12 +166,16 @@ discover_url(const struct discovery_seen *s, char *out, size_t n)
 }
 
 enum discover_trust
-discover_trust(const struct discovery_seen *s, const char *known_path)
+discover_trust(const struct discovery_seen *s, const char *known_path,
+               struct identity_known_entry *pinned)
 {
     struct identity_error err;
     enum identity_known res = IDENTITY_KNOWN_NEW;
     char host[ADDR_HOST_MAX];
+    unsigned count = 0;
 
+    if (pinned != NULL)
+        memset(pinned, 0, sizeof(*pinned));
     if (s->beacon.fingerprint[0] == '\0')
         return DISCOVER_TRUST_NONE;
     if (known_path == NULL)
@@ -185,11 +191,31 @@ discover_trust(const struct discovery_seen *s, const char *known_path)
     case IDENTITY_KNOWN_MATCH:
         return DISCOVER_TRUST_PINNED;
     case IDENTITY_KNOWN_MISMATCH:
+        /* Whatever is pinned elsewhere: this address has another key. */
         return DISCOVER_TRUST_MISMATCH;
     case IDENTITY_KNOWN_NEW:
-        return DISCOVER_TRUST_NEW;
+        break;
     }
-    return DISCOVER_TRUST_UNCHECKED;
+    /* Nothing pinned here: a pinned server that got a new address? */
+    if (identity_known_find_fp(known_path, s->beacon.fingerprint, &count,
+                               pinned, &err) != CHAT_OK) {
+        log_debug("%s: %s", known_path, err.text);
+        return DISCOVER_TRUST_UNCHECKED;
+    }
+    return count > 0 ? DISCOVER_TRUST_MOVED : DISCOVER_TRUST_NEW;
+}
+
+/* "10.0.0.5:7710", "[fe80::1%eth0]:7710": where a key is pinned. */
+static void
+pinned_string(const struct identity_known_entry *e, GString *out)
+{
+    bool v6 =
+        strchr(e->host, ':') != NULL && !g_str_has_prefix(e->host, "unix:");
+
+    g_string_append(out, v6 ? "[" : "");
+    /* The file is the user's, but it is still printed to a terminal. */
+    ui_put_clean(out, e->host);
+    g_string_append_printf(out, "%s:%u", v6 ? "]" : "", e->port);
 }
 
 static void
@@ -197,6 +223,8 @@ format_json(const struct discovery_seen *s, const struct discover_opts *o,
             const char *event, const char *host, const char *url, GString *out)
 {
     cJSON *obj = cJSON_CreateObject(), *arr, *ep;
+    struct identity_known_entry pinned;
+    enum discover_trust tr;
     char other[ADDR_HOST_MAX], *txt;
     size_t i;
 
@@ -229,8 +257,15 @@ format_json(const struct discovery_seen *s, const struct discover_opts *o,
         cJSON_AddStringToObject(obj, "fingerprint", s->beacon.fingerprint);
     else
         cJSON_AddNullToObject(obj, "fingerprint");
-    cJSON_AddStringToObject(
-        obj, "trust", discover_trust_name(discover_trust(s, o->known_servers)));
+    tr = discover_trust(s, o->known_servers, &pinned);
+    cJSON_AddStringToObject(obj, "trust", discover_trust_name(tr));
+    if (tr == DISCOVER_TRUST_MOVED && (ep = cJSON_CreateObject()) != NULL) {
+        cJSON_AddStringToObject(ep, "host", pinned.host);
+        cJSON_AddNumberToObject(ep, "port", pinned.port);
+        cJSON_AddItemToObject(obj, "pinned_as", ep);
+    } else {
+        cJSON_AddNullToObject(obj, "pinned_as");
+    }
     cJSON_AddNumberToObject(obj, "users", s->beacon.users);
     cJSON_AddNumberToObject(obj, "rooms", s->beacon.rooms);
     txt = cJSON_PrintUnformatted(obj);
@@ -247,6 +282,7 @@ discover_format(const struct discovery_seen *s, const struct discover_opts *o,
                 const char *event, GString *out)
 {
     char host[ADDR_HOST_MAX], url[ADDR_URL_MAX];
+    struct identity_known_entry pinned;
     enum discover_trust tr;
     size_t i;
 
@@ -267,12 +303,18 @@ discover_format(const struct discovery_seen *s, const struct discover_opts *o,
                                s->beacon.endpoints[i].port);
     g_string_append_printf(out,
                            "  encryption=%s  fingerprint=", s->beacon.secure);
-    tr = discover_trust(s, o->known_servers);
-    if (tr == DISCOVER_TRUST_NONE)
+    tr = discover_trust(s, o->known_servers, &pinned);
+    if (tr == DISCOVER_TRUST_NONE) {
         g_string_append(out, "-");
-    else
+    } else if (tr == DISCOVER_TRUST_MOVED) {
+        g_string_append_printf(out, "%s (moved: pinned as ",
+                               s->beacon.fingerprint);
+        pinned_string(&pinned, out);
+        g_string_append_c(out, ')');
+    } else {
         g_string_append_printf(out, "%s (%s)", s->beacon.fingerprint,
                                discover_trust_name(tr));
+    }
     g_string_append_printf(out, "  users=%u  rooms=%u\n", s->beacon.users,
                            s->beacon.rooms);
 }
@@ -585,6 +627,26 @@ discover_main(const struct discover_opts *o, int timeout_ms)
 
 /* ---- no address ------------------------------------------------------- */
 
+/* The server discover_choose() picked, as the known-servers file would key
+ * it (port 0: none). For client.c's trust decision, through
+ * discover_chose(); a program-wide fact, as the session settings below. */
+static char chosen_host[ADDR_HOST_MAX];
+static unsigned chosen_port;
+static bool chosen_moved; /* its beacon claims a key pinned elsewhere */
+
+bool
+discover_chose(const char *host, unsigned port)
+{
+    return chosen_port != 0 && host != NULL && port == chosen_port &&
+           g_ascii_strcasecmp(host, chosen_host) == 0;
+}
+
+bool
+discover_chose_moved(void)
+{
+    return chosen_port != 0 && chosen_moved;
+}
+
 static void
 print_numbered(FILE *f, GPtrArray *list, const struct discover_opts *o)
 {
@@ -633,6 +695,8 @@ discover_choose(const struct discover_opts *o, bool interactive, char *url,
 {
     struct discover *d = NULL;
     const struct discovery_seen *s = NULL;
+    struct identity_known_entry pinned;
+    enum discover_trust tr;
     GPtrArray *list = NULL;
     char why[300], line[256];
     bool ok = false;
@@ -685,11 +749,26 @@ discover_choose(const struct discover_opts *o, bool interactive, char *url,
         }
     }
     discover_url(s, url, n);
-    if (discover_trust(s, o->known_servers) == DISCOVER_TRUST_MISMATCH)
+    discover_host(s, chosen_host, sizeof(chosen_host));
+    chosen_port = best_endpoint(s)->port;
+    tr = discover_trust(s, o->known_servers, &pinned);
+    chosen_moved = tr == DISCOVER_TRUST_MOVED;
+    if (tr == DISCOVER_TRUST_MISMATCH) {
         fprintf(stderr,
                 "sockchat: warning: %s announces a key that is not "
                 "the one pinned for it\n",
                 url);
+    } else if (tr == DISCOVER_TRUST_MOVED) {
+        GString *where = g_string_new(NULL);
+
+        pinned_string(&pinned, where);
+        /* Only a claim until the handshake proves that key. */
+        fprintf(stderr,
+                "sockchat: %s announces the key pinned as %s (moved?); it "
+                "is trusted if the server proves it\n",
+                url, where->str);
+        g_string_free(where, TRUE);
+    }
     fprintf(stderr, "sockchat: found ");
     {
         GString *name = g_string_new(NULL);

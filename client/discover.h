@@ -11,7 +11,10 @@
  * A beacon is a claim by whoever sent it, never proof of who a server is:
  * only the key the server proves in the secure handshake, checked against
  * the known-servers file, is. discover_trust() is the hook that says what
- * that file says of a fingerprint a beacon announces.
+ * that file says of a fingerprint a beacon announces; discover_chose()
+ * tells the handshake's trust decision (client.c) which address discovery
+ * picked, so that a pinned server found at a new address is recognised by
+ * the key it proves there.
  */
 #ifndef SOCKCHAT_DISCOVER_H
 #define SOCKCHAT_DISCOVER_H
@@ -24,6 +27,7 @@
 #include <glib.h>
 
 #include "discovery.h"
+#include "identity.h"
 
 #define DISCOVER_WINDOW_MS 1000 /* no address given, /servers */
 #define DISCOVER_DEFAULT_S 2    /* --discover without --timeout */
@@ -45,19 +49,40 @@ enum discover_trust {
     DISCOVER_TRUST_PINNED,    /* the pinned key for this host and port */
     DISCOVER_TRUST_NEW,       /* nothing pinned for this host and port */
     DISCOVER_TRUST_MISMATCH,  /* another key is pinned: do not trust */
+    DISCOVER_TRUST_MOVED,     /* nothing pinned for this host and port, but
+                               * this key is pinned under another address */
 };
 
-/* "none", "unchecked", "pinned", "new", "mismatch". */
+/* "none", "unchecked", "pinned", "new", "mismatch", "moved". */
 const char *discover_trust_name(enum discover_trust t);
 
 /*
  * The hook: look s's announced fingerprint up in the known-servers file at
  * known_path (identity.h), under the host and port discover_url() would
- * connect to. Connecting still verifies the key the server proves; this
- * only tells a listing what to expect.
+ * connect to; when nothing is pinned there, under any other host and port
+ * (DISCOVER_TRUST_MOVED, and *pinned, which may be NULL, gets the first
+ * such entry; it is zeroed otherwise). A mismatch at the host and port wins
+ * over a pin elsewhere. Connecting still verifies the key the server
+ * proves; this only tells a listing what to expect.
  */
 enum discover_trust discover_trust(const struct discovery_seen *s,
-                                   const char *known_path);
+                                   const char *known_path,
+                                   struct identity_known_entry *pinned);
+
+/*
+ * Whether host and port, as the known-servers file keys them, are those of
+ * the server discover_choose() picked (auto-connect or the user's pick) in
+ * this process. The handshake's trust decision accepts a key pinned under
+ * another address without asking only for such a server: the user asked
+ * for "the server out there", not for one address.
+ */
+bool discover_chose(const char *host, unsigned port);
+
+/* Whether the server discover_choose() picked announced a key pinned under
+ * another address (DISCOVER_TRUST_MOVED): the client then tries a secure
+ * session even without --secure, as it does for a pinned address, so that
+ * the server can prove that key. */
+bool discover_chose_moved(void);
 
 /* The address to reach s at, without port ("10.0.0.2", "fe80::1%eth0"):
  * a LAN address before loopback, before IPv6 link-local. */

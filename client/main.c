@@ -264,7 +264,10 @@ secure_plan(bool required, const char *known, const char *host, unsigned port,
         fprintf(stderr, "sockchat: %s\n", err.text);
         return CLIENT_EXIT_USAGE;
     }
-    if (!required && res != IDENTITY_KNOWN_NEW)
+    /* A pinned address, or a discovered server that claims a pinned key
+     * (it moved): try a secure session, so that the key is checked. */
+    if (!required && (res != IDENTITY_KNOWN_NEW ||
+                      (discover_chose(host, port) && discover_chose_moved())))
         *mode = CLIENT_SECURE_TRY;
     return CLIENT_EXIT_OK;
 }

@@ -737,25 +737,23 @@ known_same(const struct known_line *k, const char *host, unsigned port)
     return k->port == port && g_ascii_strcasecmp(k->host, host) == 0;
 }
 
-int
-identity_known_lookup(const char *path, const char *host, unsigned port,
-                      const char *fp, enum identity_known *res,
-                      struct identity_known_entry *old,
-                      struct identity_error *err)
+/* Called for each entry of the file in order, with its line number; false
+ * stops the scan. */
+typedef bool (*known_visit_fn)(const struct known_line *k, unsigned no,
+                               void *arg);
+
+/* Visit every entry of the file at path. A missing file has none; a line
+ * that is neither a comment nor an entry is CHAT_EPROTO naming it. */
+static int
+known_scan(const char *path, known_visit_fn visit, void *arg,
+           struct identity_error *err)
 {
     struct known_line k;
     struct line l = {0};
     char *text = NULL;
     size_t len;
-    bool seen = false;
     int rc;
 
-    *res = IDENTITY_KNOWN_NEW;
-    if (old != NULL)
-        memset(old, 0, sizeof(*old));
-    rc = check_args(host, port, fp, err);
-    if (rc != CHAT_OK)
-        return rc;
     rc = read_text(path, IDENTITY_FILE_MAX, &text, &len, err);
     if (rc != CHAT_OK || text == NULL)
         return rc;
@@ -766,27 +764,113 @@ identity_known_lookup(const char *path, const char *host, unsigned port,
             rc = known_bad_line(path, l.no, err);
             goto out;
         }
-        if (!known_same(&k, host, port))
-            continue;
-        if (strcmp(k.fp, fp) == 0) {
-            *res = IDENTITY_KNOWN_MATCH;
-            if (old != NULL)
-                memset(old, 0, sizeof(*old));
+        if (!visit(&k, l.no, arg))
             break;
-        }
-        if (!seen && old != NULL) {
-            memcpy(old->fingerprint, k.fp, sizeof(old->fingerprint));
-            old->line = l.no;
-        }
-        seen = true;
-        *res = IDENTITY_KNOWN_MISMATCH;
     }
     rc = CHAT_OK;
 out:
-    if (rc != CHAT_OK)
-        *res = IDENTITY_KNOWN_NEW;
     g_free(text);
     return rc;
+}
+
+static void
+known_entry_set(struct identity_known_entry *e, const struct known_line *k,
+                unsigned no)
+{
+    g_strlcpy(e->host, k->host, sizeof(e->host));
+    e->port = k->port;
+    g_strlcpy(e->fingerprint, k->fp, sizeof(e->fingerprint));
+    e->line = no;
+}
+
+struct known_lookup {
+    const char *host, *fp;
+    unsigned port;
+    enum identity_known res;
+    struct identity_known_entry old; /* the first other key */
+};
+
+static bool
+known_lookup_visit(const struct known_line *k, unsigned no, void *arg)
+{
+    struct known_lookup *q = arg;
+
+    if (!known_same(k, q->host, q->port))
+        return true;
+    if (strcmp(k->fp, q->fp) == 0) {
+        q->res = IDENTITY_KNOWN_MATCH;
+        return false;
+    }
+    if (q->res == IDENTITY_KNOWN_NEW)
+        known_entry_set(&q->old, k, no);
+    q->res = IDENTITY_KNOWN_MISMATCH;
+    return true;
+}
+
+int
+identity_known_lookup(const char *path, const char *host, unsigned port,
+                      const char *fp, enum identity_known *res,
+                      struct identity_known_entry *old,
+                      struct identity_error *err)
+{
+    struct known_lookup q = {.host = host, .fp = fp, .port = port};
+    int rc;
+
+    *res = IDENTITY_KNOWN_NEW;
+    if (old != NULL)
+        memset(old, 0, sizeof(*old));
+    rc = check_args(host, port, fp, err);
+    if (rc == CHAT_OK)
+        rc = known_scan(path, known_lookup_visit, &q, err);
+    if (rc != CHAT_OK)
+        return rc;
+    *res = q.res;
+    if (old != NULL && q.res == IDENTITY_KNOWN_MISMATCH)
+        *old = q.old;
+    return CHAT_OK;
+}
+
+struct known_find {
+    const char *fp;
+    unsigned count;
+    struct identity_known_entry first;
+};
+
+static bool
+known_find_visit(const struct known_line *k, unsigned no, void *arg)
+{
+    struct known_find *q = arg;
+
+    if (strcmp(k->fp, q->fp) != 0)
+        return true;
+    if (q->count == 0)
+        known_entry_set(&q->first, k, no);
+    q->count++;
+    return true;
+}
+
+int
+identity_known_find_fp(const char *path, const char *fp, unsigned *count,
+                       struct identity_known_entry *first,
+                       struct identity_error *err)
+{
+    struct known_find q = {.fp = fp};
+    int rc;
+
+    *count = 0;
+    if (first != NULL)
+        memset(first, 0, sizeof(*first));
+    if (fp == NULL || !identity_fingerprint_valid(fp)) {
+        set_err(err, "'%s' is not a fingerprint", fp != NULL ? fp : "(null)");
+        return CHAT_ERANGE;
+    }
+    rc = known_scan(path, known_find_visit, &q, err);
+    if (rc != CHAT_OK)
+        return rc;
+    *count = q.count;
+    if (first != NULL && q.count > 0)
+        *first = q.first;
+    return CHAT_OK;
 }
 
 /* Rewrite the file keeping every line, minus the entries for host and port

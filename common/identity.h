@@ -88,8 +88,10 @@ enum identity_known {
     IDENTITY_KNOWN_MISMATCH, /* entries, none with this fingerprint */
 };
 
-/* The entry found on a mismatch: what to show and what to remove. */
+/* An entry of the file: what to show, and which line to remove. */
 struct identity_known_entry {
+    char host[IDENTITY_HOST_MAX + 1]; /* as written in the file */
+    unsigned port;
     char fingerprint[IDENTITY_FP_SIZE];
     unsigned line; /* 1-based line in the file */
 };
@@ -107,6 +109,19 @@ int identity_known_lookup(const char *path, const char *host, unsigned port,
                           const char *fp, enum identity_known *res,
                           struct identity_known_entry *old,
                           struct identity_error *err);
+
+/*
+ * Look fp (a fingerprint) up under every host and port of the known-servers
+ * file at path: how a pinned server that moved to another address (a new
+ * DHCP lease) is recognised. CHAT_OK and *count, the number of entries
+ * pinning fp (0 for a missing file); when there is one, *first (may be
+ * NULL) gets the first of them in file order. Lines and errors as for
+ * identity_known_lookup(): a damaged line is CHAT_EPROTO, never "not
+ * found". Only a key a server proved makes its result a reason to trust.
+ */
+int identity_known_find_fp(const char *path, const char *fp, unsigned *count,
+                           struct identity_known_entry *first,
+                           struct identity_error *err);
 
 /* Append "host port fp" (host lower-cased) to the file, creating it (and its
  * directory) if needed; the file is rewritten atomically with every other

@@ -6,7 +6,8 @@
 # from inside namespaces it creates (named with its PID) and deletes on exit,
 # whatever happens. The LAN is a bridge in a "switch" namespace with three
 # IPv4+IPv6 hosts (servers alpha and beta, a client), a second bridge with
-# an IPv6-only pair (server gamma, a client), and a namespace with loopback
+# an IPv6-only pair (server gamma, a client), a third with a server whose
+# address changes (epsilon) and a client, and a namespace with loopback
 # only (two servers without --lan). Needs root and iproute2: exit 77 (skip)
 # without them. Every wait is bounded; every process is stopped by its PID.
 #
@@ -44,6 +45,7 @@ export HOME XDG_CONFIG_HOME
 tag=d$$
 SW=${tag}sw
 H1=${tag}h1 H2=${tag}h2 H3=${tag}h3 H4=${tag}h4 H5=${tag}h5 H6=${tag}h6
+H7=${tag}h7 H8=${tag}h8
 made=""
 pids=""
 failed=0
@@ -130,17 +132,18 @@ plug() {
 
 build_lan() {
     new_ns "$SW" || return 1
-    for br in br0 br1; do
+    for br in br0 br1 br2; do
         # No multicast snooping: the bridge floods the group like a hub.
         nsx "$SW" ip link add "$br" type bridge mcast_snooping 0 || return 1
         nsx "$SW" ip link set "$br" up || return 1
     done
-    for h in "$H1" "$H2" "$H3" "$H4" "$H5" "$H6"; do
+    for h in "$H1" "$H2" "$H3" "$H4" "$H5" "$H6" "$H7" "$H8"; do
         new_ns "$h" || return 1
     done
     plug "$H1" br0 p1 10.77.0.1 && plug "$H2" br0 p2 10.77.0.2 &&
         plug "$H3" br0 p3 10.77.0.3 || return 1
     plug "$H4" br1 p4 && plug "$H5" br1 p5 || return 1
+    plug "$H7" br2 p7 10.78.0.1 && plug "$H8" br2 p8 10.78.0.2 || return 1
     for h in "$H4" "$H5"; do
         wait_for "nsx $h ip -6 addr show dev e0 scope link | grep -q fe80" ||
             return 1
@@ -468,6 +471,133 @@ if kill -0 "$pid_alpha" 2>/dev/null &&
     ok "junk datagrams: alpha still up and answering"
 else
     not_ok "alpha after junk" "$tmp/after.out" "$tmp/alpha.log"
+fi
+
+# 14. Trust follows the pinned key, not the address (DHCP): epsilon is
+# pinned at 10.78.0.1, then comes back with the same key at 10.78.0.9.
+K=$tmp/moved.known
+# csec NAME OUT TEXT [ARGS...]: a --secure batch client in H8 on file K,
+# never with --accept-new unless ARGS say so.
+csec() {
+    cname=$1
+    cout=$2
+    ctext=$3
+    shift 3
+    printf '%s\n' "$ctext" | nsx "$H8" timeout $((20 * scale)) "$SOCKCHAT" \
+        --batch --secure --known-servers "$K" -n "$cname" -r lobby "$@" \
+        >"$cout" 2>"$cout.err"
+}
+start_server "$H7" epsilon $B
+csec pinner "$tmp/pin.out" 'first here' --accept-new tcp://10.78.0.1:7710
+rc=$?
+fp_eps=$(sed -n 's/^10\.78\.0\.1 7710 //p' "$K" 2>/dev/null)
+if [ $rc -eq 0 ] && [ -n "$fp_eps" ]; then
+    ok "epsilon pinned at 10.78.0.1 port 7710"
+else
+    not_ok "pinning epsilon (rc $rc)" "$tmp/pin.out" "$tmp/pin.out.err"
+fi
+stop_server epsilon
+nsx "$H7" ip addr del 10.78.0.1/24 dev e0
+nsx "$H7" ip addr add 10.78.0.9/24 brd + dev e0
+start_server "$H7" epsilon $B
+discover "$H8" "$tmp/moved.json" --timeout 1 --known-servers "$K"
+nsx "$H8" timeout $((30 * scale)) "$SOCKCHAT" --discover --timeout 1 \
+    --known-servers "$K" >"$tmp/moved.txt" 2>"$tmp/moved.txt.err"
+if grep '"name":"epsilon"' "$tmp/moved.json" |
+    grep '"url":"tcp://10.78.0.9:7710"' | grep '"trust":"moved"' |
+    grep -q '"pinned_as":{"host":"10.78.0.1","port":7710}' &&
+    grep -q "^epsilon  10.78.0.9  tcp:7710.* fingerprint=$fp_eps (moved: pinned as 10.78.0.1:7710)" \
+        "$tmp/moved.txt"; then
+    ok "epsilon at 10.78.0.9 is listed as moved, pinned as 10.78.0.1:7710"
+else
+    not_ok "moved server listing" "$tmp/moved.json" "$tmp/moved.json.err" \
+        "$tmp/moved.txt" "$tmp/moved.txt.err"
+fi
+# Named by the user, the new address is still a first use (batch: refused),
+# with a hint that the key is pinned elsewhere; nothing is written.
+cp "$K" "$tmp/moved.before"
+csec named "$tmp/named.out" 'should not arrive' tcp://10.78.0.9:7710
+rc=$?
+if [ $rc -eq 3 ] && grep -q '10.78.0.9 port 7710 is a new server' \
+    "$tmp/named.out.err" &&
+    grep -q 'key pinned for 10.78.0.1 port 7710' "$tmp/named.out.err" &&
+    cmp -s "$K" "$tmp/moved.before"; then
+    ok "a typed new address with a pinned key: first use, with a hint"
+else
+    not_ok "direct connect to the moved server (rc $rc)" "$tmp/named.out" \
+        "$tmp/named.out.err" "$K"
+fi
+# No address, and no --secure either: the only server answering is reached;
+# its beacon claims a pinned key, so the client tries a secure session; the
+# key it proves is the pinned one, so no --accept-new is needed, and the new
+# address is kept.
+printf '%s\n' 'moved on' | nsx "$H8" timeout $((20 * scale)) "$SOCKCHAT" \
+    --batch --known-servers "$K" -n mover -r lobby \
+    >"$tmp/mover.out" 2>"$tmp/mover.out.err"
+rc=$?
+if [ $rc -eq 0 ] && grep -q '#lobby <mover> moved on' "$tmp/mover.out" &&
+    grep -q 'pinned for 10.78.0.1 port 7710.*moved' "$tmp/mover.out.err" &&
+    grep -qx "10.78.0.9 7710 $fp_eps" "$K" &&
+    grep -qx "10.78.0.1 7710 $fp_eps" "$K"; then
+    ok "moved epsilon: secure without --secure or --accept-new; new address pinned"
+else
+    not_ok "connect to the moved server (rc $rc)" "$tmp/mover.out" \
+        "$tmp/mover.out.err" "$K"
+fi
+csec direct "$tmp/direct.out" 'direct now' tcp://10.78.0.9:7710
+rc=$?
+if [ $rc -eq 0 ] && grep -q '#lobby <direct> direct now' "$tmp/direct.out"
+then
+    ok "then a direct connect to 10.78.0.9 is pinned"
+else
+    not_ok "direct connect to the new address (rc $rc)" "$tmp/direct.out" \
+        "$tmp/direct.out.err"
+fi
+# Another key at a pinned address: "mismatch" wins, and the client refuses.
+stop_server epsilon
+start_server "$H7" zeta $B
+cp "$K" "$tmp/moved.before"
+discover "$H8" "$tmp/zeta.json" --timeout 1 --known-servers "$K"
+csec victim "$tmp/victim.out" 'should not arrive'
+rc=$?
+if grep '"name":"zeta"' "$tmp/zeta.json" | grep -q '"trust":"mismatch"' &&
+    [ $rc -eq 3 ] && grep -q 'CHANGED' "$tmp/victim.out.err" &&
+    ! grep -q 'should not arrive' "$tmp/victim.out" &&
+    cmp -s "$K" "$tmp/moved.before"; then
+    ok "another key at the pinned address: mismatch, refused (exit 3)"
+else
+    not_ok "another key at a pinned address (rc $rc)" "$tmp/zeta.json" \
+        "$tmp/victim.out" "$tmp/victim.out.err"
+fi
+# A beacon only claims a key. Forged beacons from an unpinned address
+# announce epsilon's key; zeta there (no --lan: it answers no probe from
+# H8) proves its own. The listing shows the claim; the connection refuses
+# zeta as a new server.
+stop_server zeta
+nsx "$H7" ip addr del 10.78.0.9/24 dev e0
+nsx "$H7" ip addr add 10.78.0.30/24 brd + dev e0
+start_server "$H7" zeta --listen tcp://0.0.0.0:7710
+forged='{"type":"beacon","name":"epsilon","instance":"0123456789abcdef0123456789abcdef","version":1,"endpoints":[{"transport":"tcp","port":7710}],"secure":"optional","fingerprint":"'$fp_eps'","users":0,"rooms":0}'
+# Not through nsx: $! must be the process itself, to stop it.
+ip netns exec "$H7" timeout $((10 * scale)) bash -c 'while :; do
+    printf "SkCd\001%s" "$1" >/dev/udp/10.78.0.2/7711; sleep 0.1; done' \
+    forge "$forged" 2>/dev/null &
+gpid=$!
+pids="$pids $gpid"
+discover "$H8" "$tmp/forged.json" --timeout 1 --known-servers "$K"
+csec fooled "$tmp/fooled.out" 'should not arrive'
+rc=$?
+kill "$gpid" 2>/dev/null
+wait "$gpid" 2>/dev/null
+if grep '"url":"tcp://10.78.0.30:7710"' "$tmp/forged.json" |
+    grep -q '"trust":"moved"' && [ $rc -eq 3 ] &&
+    grep -q '10.78.0.30 port 7710 is a new server' "$tmp/fooled.out.err" &&
+    ! grep -q 'should not arrive' "$tmp/fooled.out" &&
+    ! grep -q '^10.78.0.30 ' "$K"; then
+    ok "a forged beacon claiming a pinned key gets no trust: the proven key decides"
+else
+    not_ok "forged moved beacon (rc $rc)" "$tmp/forged.json" \
+        "$tmp/fooled.out" "$tmp/fooled.out.err" "$K"
 fi
 
 echo "1..$n"

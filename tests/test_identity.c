@@ -423,6 +423,8 @@ test_identity_known_servers_tofu(void **state)
                      CHAT_OK);
     assert_int_equal(res, IDENTITY_KNOWN_MISMATCH);
     assert_string_equal(old.fingerprint, fp1);
+    assert_string_equal(old.host, "chat.example");
+    assert_int_equal(old.port, 7710);
     assert_int_equal(old.line, 1);
     text = identity_known_mismatch_text(path, "chat.example", 7710, &old, fp2);
     assert_non_null(strstr(text, fp1));
@@ -710,6 +712,152 @@ test_identity_nicks_in_memory(void **state)
     identity_nicks_free(st);
 }
 
+/* ---- known servers by fingerprint (a server that moved) -------------- */
+
+static void
+expect_found(const char *path, const char *fp, unsigned want_count,
+             const char *want_host, unsigned want_port, unsigned want_line)
+{
+    struct identity_known_entry first;
+    struct identity_error err;
+    unsigned count = 99;
+
+    memset(&first, 0xa5, sizeof(first));
+    assert_int_equal(identity_known_find_fp(path, fp, &count, &first, &err),
+                     CHAT_OK);
+    assert_int_equal(count, want_count);
+    if (want_count == 0) {
+        assert_string_equal(first.host, "");
+        assert_string_equal(first.fingerprint, "");
+        assert_int_equal(first.port, 0);
+        assert_int_equal(first.line, 0);
+        return;
+    }
+    assert_string_equal(first.host, want_host);
+    assert_int_equal(first.port, want_port);
+    assert_string_equal(first.fingerprint, fp);
+    assert_int_equal(first.line, want_line);
+}
+
+static void
+test_identity_known_find_fp_found(void **state)
+{
+    char *path = in_dir(state, "known_servers");
+    char *fp1 = fp_of_new_key(), *fp2 = fp_of_new_key();
+    struct identity_error err;
+    unsigned count = 99;
+
+    assert_int_equal(identity_known_add(path, "10.0.0.5", 7710, fp1, &err),
+                     CHAT_OK);
+    assert_int_equal(identity_known_add(path, "Chat.Example", 7720, fp2, &err),
+                     CHAT_OK);
+    expect_found(path, fp1, 1, "10.0.0.5", 7710, 1);
+    /* Hosts come back as the file has them (lower-cased when added). */
+    expect_found(path, fp2, 1, "chat.example", 7720, 2);
+    /* The result pointer may be NULL. */
+    assert_int_equal(identity_known_find_fp(path, fp2, &count, NULL, &err),
+                     CHAT_OK);
+    assert_int_equal(count, 1);
+    g_free(fp1);
+    g_free(fp2);
+    g_free(path);
+}
+
+static void
+test_identity_known_find_fp_not_found(void **state)
+{
+    char *path = in_dir(state, "known_servers");
+    char *fp1 = fp_of_new_key(), *fp2 = fp_of_new_key();
+    struct identity_error err;
+    unsigned count = 99;
+
+    /* No file at all: nothing pinned, not an error. */
+    expect_found(path, fp1, 0, NULL, 0, 0);
+    /* Only comments. */
+    write_file(path, "# nothing yet\n\n", 0600);
+    expect_found(path, fp1, 0, NULL, 0, 0);
+    assert_int_equal(identity_known_add(path, "10.0.0.5", 7710, fp1, &err),
+                     CHAT_OK);
+    expect_found(path, fp2, 0, NULL, 0, 0);
+    /* A fingerprint differing in its last digit is another key. */
+    fp1[IDENTITY_FP_LEN - 1] = fp1[IDENTITY_FP_LEN - 1] == '0' ? '1' : '0';
+    expect_found(path, fp1, 0, NULL, 0, 0);
+    /* Something that is not a fingerprint is refused, not "not found". */
+    assert_int_equal(
+        identity_known_find_fp(path, "SHA256:12", &count, NULL, &err),
+        CHAT_ERANGE);
+    assert_int_equal(count, 0);
+    assert_int_equal(identity_known_find_fp(path, NULL, &count, NULL, &err),
+                     CHAT_ERANGE);
+    g_free(fp1);
+    g_free(fp2);
+    g_free(path);
+}
+
+static void
+test_identity_known_find_fp_several_entries(void **state)
+{
+    char *path = in_dir(state, "known_servers");
+    char *fp1 = fp_of_new_key(), *fp2 = fp_of_new_key();
+    char *text;
+
+    /* One key under three addresses (names, old leases), among others;
+     * the first in file order is the one reported. */
+    text = g_strdup_printf("# servers\n"
+                           "work 7710 %s\n"
+                           "\n"
+                           "10.0.0.5 7710 %s\n"
+                           "::1 7710 %s\r\n"
+                           "# a comment between\n"
+                           "10.0.0.9 7710 %s\n"
+                           "chat.example 7710 %s",
+                           fp2, fp1, fp2, fp1, fp1);
+    write_file(path, text, 0600);
+    expect_found(path, fp1, 3, "10.0.0.5", 7710, 4);
+    expect_found(path, fp2, 2, "work", 7710, 2);
+    g_free(text);
+    g_free(fp1);
+    g_free(fp2);
+    g_free(path);
+}
+
+static void
+test_identity_known_find_fp_damaged_line_is_an_error(void **state)
+{
+    static const char *const bad_lines[] = {
+        "host",
+        "host 7710",
+        "host 7710 SHA256:nothex",
+        "host 0 " FP_ZERO,
+        "host 7710 " FP_ZERO " extra",
+    };
+    char *path = in_dir(state, "known_servers");
+    struct identity_known_entry first;
+    struct identity_error err;
+    unsigned count;
+    char *text;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad_lines) / sizeof(bad_lines[0]); i++) {
+        /* The entry sought comes first: a damaged line after it still
+         * makes the whole file unusable, as for identity_known_lookup(). */
+        text = g_strdup_printf("10.0.0.5 7710 %s\n# c\n%s\n", FP_ZERO,
+                               bad_lines[i]);
+        write_file(path, text, 0600);
+        count = 99;
+        assert_int_equal(
+            identity_known_find_fp(path, FP_ZERO, &count, &first, &err),
+            CHAT_EPROTO);
+        assert_int_equal(count, 0);
+        assert_int_equal(first.line, 0);
+        assert_string_equal(first.host, "");
+        assert_non_null(strstr(err.text, "line 3"));
+        assert_non_null(strstr(err.text, path));
+        g_free(text);
+    }
+    g_free(path);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
 
 int
@@ -727,6 +875,10 @@ main(void)
         T(test_identity_known_servers_keeps_comments),
         T(test_identity_known_servers_damaged_line_is_an_error),
         T(test_identity_known_servers_arguments_checked),
+        T(test_identity_known_find_fp_found),
+        T(test_identity_known_find_fp_not_found),
+        T(test_identity_known_find_fp_several_entries),
+        T(test_identity_known_find_fp_damaged_line_is_an_error),
         T(test_identity_nicks_persist_across_reload),
         T(test_identity_nicks_cap),
         T(test_identity_nicks_damaged_file_is_an_error),
