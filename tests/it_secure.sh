@@ -2,8 +2,9 @@
 # it_secure.sh - secure sessions (doc/SECURE.md) end to end:
 #   1. the whole black-box suites (it_proto, it_badinput) with IT_SECURE=1:
 #      every harness connection does the handshake, then every frame both
-#      ways is sealed; over TCP on 127.0.0.1 and on [::1] (if configured;
-#      not unix sockets: they have no TCP reset, which the suites use);
+#      ways is sealed; over every transport: tcp and udp on 127.0.0.1 and
+#      on [::1] (if configured), and a unix socket. The secure layer sits on
+#      the byte stream, so only the endpoint URL changes;
 #   2. it_secure: the tests that only make sense with encryption (man in the
 #      middle, tampering, replay, policies, reserved nicks, key files).
 # IT_SERVER_ARGS (e.g. "--io epoll") and SOCKCHATD_WRAPPER pass through.
@@ -47,13 +48,16 @@ export SOCKCHATD IT_SECURE IT_SERVER_ARGS
 
 rc=0
 me=it_secure_tcp4 IT_LISTEN=tcp://127.0.0.1:0 sh "$here/it_run.sh" || rc=1
+me=it_secure_udp4 IT_LISTEN=udp://127.0.0.1:0 sh "$here/it_run.sh" || rc=1
+me=it_secure_unix IT_LISTEN='unix://@DIR@/s' sh "$here/it_run.sh" || rc=1
 # [::1] too when this host has it (as it_tcp6.sh decides)
 if [ -r /proc/net/if_inet6 ] &&
     [ "$(cat /proc/sys/net/ipv6/conf/lo/disable_ipv6 2>/dev/null)" != 1 ] &&
     grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6; then
     me=it_secure_tcp6 IT_LISTEN='tcp://[::1]:0' sh "$here/it_run.sh" || rc=1
+    me=it_secure_udp6 IT_LISTEN='udp://[::1]:0' sh "$here/it_run.sh" || rc=1
 else
-    echo "$me: no ::1 on this host: the [::1] run is skipped"
+    echo "$me: no ::1 on this host: the [::1] runs are skipped"
 fi
 
 echo "== $me: it_secure, SOCKCHATD=$SOCKCHATD"
