@@ -105,7 +105,10 @@ add_b64(cJSON *obj, const char *name, const uint8_t *bin, size_t n)
     if (n > SECURE_SIG_BYTES)
         return false;
     sodium_bin2base64(text, sizeof(text), bin, n, B64_VARIANT);
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
+    /* Every member of that name goes (a parsed object may repeat one), so
+     * that a reader taking the first or the last sees ours. */
+    while (cJSON_GetObjectItemCaseSensitive(obj, name) != NULL)
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, name);
     return cJSON_AddStringToObject(obj, name, text) != NULL;
 }
 

@@ -1257,6 +1257,12 @@ test_secure_client_identity_proven(void **state)
     /* Signing twice replaces the fields rather than duplicating them. */
     assert_int_equal(secure_client_sign_hello(p.c, csk, h), CHAT_OK);
     assert_int_equal(cJSON_GetArraySize(h), 5);
+    /* A hello that already repeats a field (parsed from elsewhere) keeps
+     * only ours: both copies go. */
+    cJSON_AddStringToObject(h, "sig", "stale");
+    cJSON_AddStringToObject(h, "sig", "stale again");
+    assert_int_equal(secure_client_sign_hello(p.c, csk, h), CHAT_OK);
+    assert_int_equal(cJSON_GetArraySize(h), 5);
     wh = wire(h);
     assert_int_equal(secure_server_verify_hello(p.s, wh, got, &present, &why),
                      CHAT_OK);
