@@ -6,11 +6,16 @@
  * queue; queues are flushed once per loop pass, so a burst of events costs
  * one send() per client, not one per event.
  */
+#include "config.h"
+
 #include "server.h"
 
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#ifdef HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 
 #include "err.h"
 #include "frame.h"
@@ -20,6 +25,7 @@
 #define SERVER_MAX_LISTENERS 32
 #define ACCEPTS_PER_PASS 64
 #define CLOSE_GRACE_MS 2000      /* to flush a last error before closing */
+#define TRIM_EVERY_MS 10000      /* server_trim at most this often */
 #define ACCEPT_PAUSE_MS 100      /* after EMFILE: let descriptors free up */
 #define TICK_MS 200
 #define FLUSH_IOV 1024           /* frames handed to one sendmsg() (IOV_MAX) */
@@ -45,6 +51,8 @@ struct server {
     int64_t next_sweep; /* monotonic ms of the next idle sweep */
     unsigned closing;   /* clients flushing a last word: not counted */
     bool stopping;      /* server_shutdown(): everyone gets bye, no quits */
+    unsigned trim_peak; /* most clients since memory was last trimmed */
+    int64_t trim_next;  /* not before this (monotonic ms) */
     struct frame_blob *bye; /* while stopping: the bye every client gets */
     uint8_t rx[READ_CHUNK];        /* every client's reads land here first */
     struct identity *id;           /* long-term key, for secure sessions */
@@ -1032,6 +1040,30 @@ client_check_idle(struct client *c, int64_t now)
     }
 }
 
+/*
+ * Give memory back after a crowd has left. Buffers are released as clients
+ * go idle or leave, but glibc keeps the freed pages in its heap, so the
+ * server's RSS would stay at its peak for good. Once the clients have
+ * fallen below half of their peak, trim: at most every TRIM_EVERY_MS, so
+ * that churn does not make the sweep walk the heap over and over.
+ */
+static void
+server_trim(struct server *s, int64_t now)
+{
+    unsigned n = g_hash_table_size(s->clients);
+
+    if (n > s->trim_peak)
+        s->trim_peak = n;
+    if (n * 2 >= s->trim_peak || now < s->trim_next)
+        return;
+#ifdef HAVE_MALLOC_TRIM
+    malloc_trim(0);
+#endif
+    log_debug("trimmed the heap: %u clients, %u at the peak", n, s->trim_peak);
+    s->trim_peak = n;
+    s->trim_next = now + TRIM_EVERY_MS;
+}
+
 int
 server_tick(struct server *s)
 {
@@ -1083,6 +1115,7 @@ server_tick(struct server *s)
         client_check_idle(g_ptr_array_index(all, i), now);
     g_ptr_array_unref(all);
     server_flush_pending(s);
+    server_trim(s, now);
     return wait < TICK_MS ? wait : TICK_MS;
 }
 
