@@ -53,11 +53,23 @@
  * --free-port prints a free TCP port on 127.0.0.1 (outside the ephemeral
  * range) for servers that cannot be told to pick one.
  *
+ * --transport (implied by a udp:// or unix:// URL, and by --secure) drives
+ * every connection through common/transport.h instead of raw sockets, so
+ * that tcp://, udp:// and unix:// differ only in the URL: connects are
+ * blocking with a timeout (one per loop pass), the loop watches what
+ * transport_poll_events asks for (udp waits for READ, not WRITE, while its
+ * window is full) and runs transport_tick when transport_next_timeout says
+ * so. --secure adds the secure session of common/secure.h (doc/SECURE.md):
+ * secure request, the server's signed reply (every client must see the same
+ * server key; nothing is pinned), then every frame sealed both ways. The
+ * workload, the window rule and every check are the same as without it.
+ *
  * Loopback only: any other address is refused. Exit status: 0 when every
  * check passed, 1 when a check failed (loss, duplicate, order, room seq, an
  * error from the server, a member that left, a ping not answered), 2 for a
  * bad command line or a system error, 3 when the run did not complete
- * (--max-seconds, no progress for 5 s, or a connection lost).
+ * (--max-seconds, no progress for --stall-seconds (5), or a connection
+ * lost).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -82,6 +94,10 @@
 #include <cjson/cJSON.h>
 #include <glib.h>
 
+#include "err.h"
+#include "secure.h"
+#include "transport.h"
+
 #define FRAME_HDR 4
 #define FRAME_CAP (16u * 1024 * 1024) /* protocol's largest max_frame */
 #define PRE_WELCOME_FRAME 65536       /* limit until welcome says */
@@ -93,11 +109,12 @@
 #define NICK_PREFIX "lg"
 #define TEXT_HEAD 37 /* "SSSS QQQQQQQQQQ TTTTTTTTTTTTTTTTTTTT " */
 #define MAX_FIELDS 16
-#define STALL_SECONDS 5   /* no byte received while sending: give up */
+#define STALL_SECONDS 5   /* default: no byte received while sending: give up */
 #define IRC_LINE_MAX 8192 /* longer than any server's, to be lenient */
 #define PING_WAIT_S 5     /* idle mode: pongs missing after this fail */
 #define ROOM_NAME_MAX 40
 #define SEQ_MAX 9999999999ULL /* 10 digits in the text */
+#define SAY_MAX 4200          /* largest say body: prefix, 4096 text, "} */
 
 enum proto {
     PROTO_SOCKCHAT = 0,
@@ -107,8 +124,9 @@ enum proto {
 enum conn_state {
     CS_IDLE = 0, /* not connected yet */
     CS_CONNECTING,
-    CS_HELLO, /* hello (IRC: NICK, USER) sent, waiting for welcome (001) */
-    CS_JOIN,  /* join sent, waiting for room (IRC: 366) */
+    CS_SECURE, /* --secure: secure request sent, waiting for its reply */
+    CS_HELLO,  /* hello (IRC: NICK, USER) sent, waiting for welcome (001) */
+    CS_JOIN,   /* join sent, waiting for room (IRC: 366) */
     CS_READY,
     CS_DEAD,
 };
@@ -130,6 +148,11 @@ struct obuf {
 
 struct conn {
     int fd;
+    struct transport *t;        /* --transport: owns fd */
+    struct secure_session *sec; /* --secure */
+    uint32_t ev;                /* --transport: epoll events registered */
+    int64_t due_ms;             /* --transport: transport_tick due, -1 never */
+    bool sealed;                /* --secure: established, frames are sealed */
     unsigned id;
     enum conn_state state;
     bool want_out;  /* EPOLLOUT registered */
@@ -175,10 +198,15 @@ struct lg {
     /* options */
     char *url, *room, *proto_name;
     int n, s, w, c, text_bytes, max_seconds, server_pid, rooms, seconds;
-    int hold, settle_ms;
+    int hold, settle_ms, stall_s;
     gint64 m, warm;
     double rate;
     gboolean json, relay, idle, free_port;
+    gboolean use_transport, secure;
+    int connect_ms;
+    uint8_t server_pk[SECURE_PK_BYTES]; /* --secure: the first client's view */
+    bool have_server_pk;
+    char *say_tmp; /* --secure: a say body before sealing */
 
     enum proto proto;
     int slots;         /* senders per room at most: ceil(S / rooms) */
@@ -601,11 +629,39 @@ obuf_raw(struct obuf *b, const void *p, size_t len)
     b->len += len;
 }
 
+/* --transport: watch what the transport asks for (udp wants READ, not
+ * WRITE, while its window is full) and note when its timers are due. */
+static void
+tp_refresh(struct lg *g, struct conn *c)
+{
+    struct epoll_event ev = {0};
+    unsigned want = TRANSPORT_READ, tev;
+    int64_t now_ms = mono_ns() / 1000000;
+    int due;
+
+    if (c->out.len > c->out.off)
+        want |= TRANSPORT_WRITE;
+    tev = transport_poll_events(c->t, want);
+    ev.events = (tev & TRANSPORT_READ ? (uint32_t)EPOLLIN : 0u) |
+                (tev & TRANSPORT_WRITE ? (uint32_t)EPOLLOUT : 0u);
+    if (ev.events != c->ev) {
+        ev.data.u32 = c->id;
+        if (epoll_ctl(g->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+            c->ev = ev.events;
+    }
+    due = transport_next_timeout(c->t, now_ms);
+    c->due_ms = due < 0 ? -1 : now_ms + due;
+}
+
 static void
 conn_want_out(struct lg *g, struct conn *c, bool want)
 {
     struct epoll_event ev = {0};
 
+    if (c->t) {
+        tp_refresh(g, c);
+        return;
+    }
     if (c->want_out == want || c->fd < 0)
         return;
     ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
@@ -623,20 +679,53 @@ conn_kill(struct lg *g, struct conn *c, const char *why)
         g->err.closed++;
         note_error(g, "client %u: %s", c->id, why);
     }
-    if (c->state == CS_CONNECTING || c->state == CS_HELLO)
+    if (c->state == CS_CONNECTING || c->state == CS_SECURE ||
+        c->state == CS_HELLO)
         g->in_flight--;
-    if (c->fd >= 0) {
+    if (c->t) {
+        epoll_ctl(g->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        transport_close(c->t);
+        c->t = NULL;
+    } else if (c->fd >= 0) {
         epoll_ctl(g->ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
     }
+    secure_free(c->sec);
+    c->sec = NULL;
+    c->sealed = false;
     c->fd = -1;
     c->state = CS_DEAD;
+}
+
+/* --transport: as conn_flush. */
+static bool
+tp_flush(struct lg *g, struct conn *c)
+{
+    while (c->out.len > c->out.off) {
+        ssize_t k = transport_send(c->t, c->out.p + c->out.off,
+                                   c->out.len - c->out.off);
+
+        if (k == CHAT_EAGAIN)
+            break;
+        if (k < 0) {
+            char why[96];
+
+            snprintf(why, sizeof(why), "send: %s", chat_strerror((int)k));
+            conn_kill(g, c, why);
+            return false;
+        }
+        c->out.off += (size_t)k;
+    }
+    tp_refresh(g, c);
+    return true;
 }
 
 /* false when the connection died. */
 static bool
 conn_flush(struct lg *g, struct conn *c)
 {
+    if (c->t)
+        return tp_flush(g, c);
     while (c->out.len > c->out.off) {
         ssize_t k = send(c->fd, c->out.p + c->out.off, c->out.len - c->out.off,
                          MSG_NOSIGNAL);
@@ -725,6 +814,26 @@ parse_url(const char *url, struct sockaddr_storage *ss, socklen_t *len)
     return rc;
 }
 
+/* --transport: tcp:// and udp:// to a loopback address (the same check as
+ * the raw sockets'), or unix:// with a path. */
+static bool
+tp_url_ok(const char *url)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char *tcp;
+    bool ok;
+
+    if (strncmp(url, "unix://", 7) == 0)
+        return url[7] != '\0';
+    if (strncmp(url, "udp://", 6) != 0)
+        return parse_url(url, &ss, &len) == 0;
+    tcp = g_strconcat("tcp://", url + 6, NULL);
+    ok = parse_url(tcp, &ss, &len) == 0;
+    g_free(tcp);
+    return ok;
+}
+
 static void
 raise_nofile(int need)
 {
@@ -742,13 +851,20 @@ raise_nofile(int need)
 
 /* ---- the load generator ---------------------------------------------- */
 
+static void tp_connect(struct lg *g, struct conn *c);
+
 static void
 start_connect(struct lg *g, struct conn *c)
 {
     struct epoll_event ev = {0};
-    int fd = socket(g->addr.ss_family,
-                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd;
 
+    if (g->use_transport) {
+        tp_connect(g, c);
+        return;
+    }
+    fd = socket(g->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                0);
     g->in_flight++;
     c->state = CS_CONNECTING;
     if (fd < 0) {
@@ -781,10 +897,34 @@ conn_send(struct lg *g, struct conn *c, const char *p, size_t n)
     conn_flush(g, c);
 }
 
+/* --secure: seal n bytes of JSON as the next frame and queue it. A frame
+ * that cannot be sealed is a failed check (the stream is then out of step,
+ * and the run stalls and says so). */
+static void
+seal_out(struct lg *g, struct conn *c, const char *p, size_t n)
+{
+    uint8_t *ct = NULL, *d;
+    size_t len = 0;
+
+    if (secure_seal(c->sec, p, n, false, &ct, &len) != CHAT_OK) {
+        g->err.proto_errors++;
+        note_error(g, "client %u: secure_seal failed", c->id);
+        return;
+    }
+    d = obuf_reserve(&c->out, FRAME_HDR + len);
+    store_be32(d, (uint32_t)len);
+    memcpy(d + FRAME_HDR, ct, len);
+    c->out.len += FRAME_HDR + len;
+    g_free(ct);
+}
+
 static void
 send_json(struct lg *g, struct conn *c, const char *json)
 {
-    obuf_frame(&c->out, json, strlen(json));
+    if (c->sealed)
+        seal_out(g, c, json, strlen(json));
+    else
+        obuf_frame(&c->out, json, strlen(json));
     conn_flush(g, c);
 }
 
@@ -891,6 +1031,19 @@ on_joined(struct lg *g, struct conn *c)
 }
 
 static void
+send_hello(struct lg *g, struct conn *c)
+{
+    char buf[160];
+
+    c->state = CS_HELLO;
+    snprintf(buf, sizeof(buf),
+             "{\"type\":\"hello\",\"version\":1,\"nick\":\"" NICK_PREFIX
+             "%u\",\"client\":\"loadgen\"}",
+             c->id);
+    send_json(g, c, buf);
+}
+
+static void
 on_connected(struct lg *g, struct conn *c)
 {
     int err = 0;
@@ -903,8 +1056,8 @@ on_connected(struct lg *g, struct conn *c)
         conn_kill(g, c, buf);
         return;
     }
-    c->state = CS_HELLO;
     if (g->proto == PROTO_IRC) {
+        c->state = CS_HELLO;
         len = snprintf(buf, sizeof(buf),
                        "NICK " NICK_PREFIX "%u\r\nUSER " NICK_PREFIX
                        "%u 0 * :loadgen\r\n",
@@ -912,11 +1065,98 @@ on_connected(struct lg *g, struct conn *c)
         conn_send(g, c, buf, (size_t)len);
         return;
     }
-    snprintf(buf, sizeof(buf),
-             "{\"type\":\"hello\",\"version\":1,\"nick\":\"" NICK_PREFIX
-             "%u\",\"client\":\"loadgen\"}",
-             c->id);
-    send_json(g, c, buf);
+    send_hello(g, c);
+}
+
+/* --secure, step 1: the plain secure request. */
+static void
+tp_secure_start(struct lg *g, struct conn *c)
+{
+    cJSON *req = NULL;
+    char *txt;
+
+    if (secure_client_start(&c->sec, &req) != CHAT_OK) {
+        conn_kill(g, c, "secure_client_start failed");
+        return;
+    }
+    txt = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    if (!txt) {
+        conn_kill(g, c, "out of memory");
+        return;
+    }
+    c->state = CS_SECURE;
+    send_json(g, c, txt);
+    cJSON_free(txt);
+}
+
+/* --secure, step 2: the server's signed reply (a plain frame). Every client
+ * must be shown the same server key; nothing is pinned in a file. */
+static void
+tp_secure_reply(struct lg *g, struct conn *c, const char *p, size_t n)
+{
+    cJSON *o = cJSON_ParseWithLength(p, n);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
+    uint8_t pk[SECURE_PK_BYTES];
+    const char *why = NULL;
+
+    if (!cJSON_IsObject(o) || !cJSON_IsString(type) ||
+        strcmp(type->valuestring, "secure") != 0) {
+        /* error (unknown_type, server_full ...): the run stops at once */
+        g->err.server_errors++;
+        note_error(g, "client %u: no secure reply: %.*s", c->id,
+                   (int)(n < 120 ? n : 120), p);
+        goto out;
+    }
+    if (secure_client_finish(c->sec, o, pk, &why) != CHAT_OK) {
+        char m[160];
+
+        g->err.proto_errors++;
+        snprintf(m, sizeof(m), "secure handshake failed: %s", why ? why : "?");
+        conn_kill(g, c, m);
+        goto out;
+    }
+    if (!g->have_server_pk) {
+        memcpy(g->server_pk, pk, sizeof(pk));
+        g->have_server_pk = true;
+    } else if (sodium_memcmp(pk, g->server_pk, sizeof(pk)) != 0) {
+        g->err.proto_errors++;
+        note_error(g, "client %u: another server key than client 0's", c->id);
+    }
+    c->sealed = true;
+    send_hello(g, c);
+out:
+    cJSON_Delete(o);
+}
+
+/* --transport: connect (blocking, at most --connect-ms), then the secure
+ * request or hello. */
+static void
+tp_connect(struct lg *g, struct conn *c)
+{
+    struct epoll_event ev = {0};
+    char why[200], m[240];
+
+    g->in_flight++;
+    c->state = CS_CONNECTING;
+    if (transport_connect_url(g->url, 0, g->connect_ms, &c->t, why,
+                              sizeof(why)) != CHAT_OK) {
+        snprintf(m, sizeof(m), "connect: %s", why);
+        conn_kill(g, c, m);
+        return;
+    }
+    c->fd = transport_fd(c->t);
+    ev.events = EPOLLIN;
+    ev.data.u32 = c->id;
+    if (epoll_ctl(g->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        conn_kill(g, c, "epoll_ctl failed");
+        return;
+    }
+    c->ev = EPOLLIN;
+    if (g->secure)
+        tp_secure_start(g, c);
+    else
+        send_hello(g, c);
 }
 
 /* v in exactly width decimal digits, zero-padded (high digits dropped). */
@@ -944,6 +1184,21 @@ put_text(const struct lg *g, char *t, unsigned k, uint64_t q)
     memset(t + TEXT_HEAD, 'x', (size_t)g->text_bytes - TEXT_HEAD);
 }
 
+/* The JSON of a say of sender k with sequence q in room, at t: exactly
+ * say_prefix_len + text_bytes + 2 bytes. */
+static void
+put_say(const struct lg *g, char *t, const char *room, unsigned k, uint64_t q)
+{
+    size_t tb = (size_t)g->text_bytes;
+
+    memcpy(t, "{\"type\":\"say\",\"room\":\"", 22);
+    memcpy(t + 22, room, g->room_len);
+    memcpy(t + 22 + g->room_len, "\",\"text\":\"", 10);
+    t += g->say_prefix_len;
+    put_text(g, t, k, q);
+    memcpy(t + tb, "\"}", 2);
+}
+
 /* Append one message of sender k with sequence q, in its room. */
 static void
 queue_say(struct lg *g, struct conn *c, unsigned k, uint64_t q)
@@ -967,15 +1222,14 @@ queue_say(struct lg *g, struct conn *c, unsigned k, uint64_t q)
         return;
     }
     body = g->say_prefix_len + tb + 2;
+    if (c->sealed) {
+        put_say(g, g->say_tmp, room, k, q);
+        seal_out(g, c, g->say_tmp, body);
+        return;
+    }
     p = obuf_reserve(&c->out, FRAME_HDR + body);
     store_be32(p, (uint32_t)body);
-    t = (char *)p + FRAME_HDR;
-    memcpy(t, "{\"type\":\"say\",\"room\":\"", 22);
-    memcpy(t + 22, room, g->room_len);
-    memcpy(t + 22 + g->room_len, "\",\"text\":\"", 10);
-    t += g->say_prefix_len;
-    put_text(g, t, k, q);
-    memcpy(t + tb, "\"}", 2);
+    put_say(g, (char *)p + FRAME_HDR, room, k, q);
     c->out.len += FRAME_HDR + body;
 }
 
@@ -1447,9 +1701,10 @@ split_frames(struct lg *g, struct conn *c, const uint8_t *buf, size_t len,
 
     while (len - off >= FRAME_HDR && c->state != CS_DEAD) {
         uint32_t n = load_be32(buf + off);
-        uint32_t lim = g->relay               ? PRE_WELCOME_FRAME
-                       : c->state == CS_HELLO ? PRE_WELCOME_FRAME
-                                              : g->max_frame;
+        uint32_t lim = g->relay ? PRE_WELCOME_FRAME
+                       : c->state == CS_HELLO || c->state == CS_SECURE
+                           ? PRE_WELCOME_FRAME
+                           : g->max_frame;
 
         if (n == 0 || n > lim) {
             g->err.proto_errors++;
@@ -1501,9 +1756,25 @@ on_readable(struct lg *g, struct conn *c, unit_fn fn)
 
     if (c->stash_len > 0)
         memcpy(buf, c->stash, c->stash_len);
-    do
-        k = recv(c->fd, buf + len, g->scratch_cap - len, 0);
-    while (k < 0 && errno == EINTR);
+    if (c->t) {
+        /* udp: CHAT_EAGAIN when only acks came */
+        k = transport_recv(c->t, buf + len, g->scratch_cap - len);
+        if (k == CHAT_EAGAIN)
+            return;
+        if (k < 0) {
+            char why[96];
+
+            snprintf(why, sizeof(why), "%s",
+                     k == CHAT_ECLOSED ? "closed by server"
+                                       : chat_strerror((int)k));
+            conn_kill(g, c, why);
+            return;
+        }
+    } else {
+        do
+            k = recv(c->fd, buf + len, g->scratch_cap - len, 0);
+        while (k < 0 && errno == EINTR);
+    }
     if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
     if (k <= 0) {
@@ -1530,6 +1801,63 @@ on_readable(struct lg *g, struct conn *c, unit_fn fn)
     }
     if (c->stash_len > 0)
         memcpy(c->stash, buf + off, c->stash_len);
+}
+
+/* --secure: every frame opened before on_frame sees it; the first one is
+ * the plain answer to the secure request. */
+static void
+on_sealed(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
+{
+    uint8_t *plain = NULL;
+    size_t plen = 0;
+    bool final = false;
+
+    if (!c->sealed) {
+        tp_secure_reply(g, c, p, n);
+        return;
+    }
+    if (secure_open(c->sec, (const uint8_t *)p, n, &plain, &plen, &final) !=
+        CHAT_OK) {
+        g->err.proto_errors++;
+        conn_kill(g, c, "a sealed frame did not open");
+        return;
+    }
+    if (plen > 0)
+        on_frame(g, c, (const char *)plain, plen, now);
+    g_free(plain);
+    if (final && c->state != CS_DEAD)
+        conn_kill(g, c, "the server ended the secure session");
+}
+
+/* --transport: run every timer that is due (udp retransmissions, acks,
+ * keepalives) and bring *wake forward to the next one. */
+static void
+tp_timers(struct lg *g, int64_t *wake)
+{
+    int64_t now_ms = mono_ns() / 1000000;
+    int i;
+
+    for (i = 0; i < g->n; i++) {
+        struct conn *c = &g->conns[i];
+
+        if (!c->t || c->due_ms < 0)
+            continue;
+        if (c->due_ms <= now_ms) {
+            int rc = transport_tick(c->t, now_ms);
+
+            if (rc != CHAT_OK) {
+                char why[96];
+
+                snprintf(why, sizeof(why), "transport: %s", chat_strerror(rc));
+                conn_kill(g, c, why);
+                continue;
+            }
+            if (!conn_flush(g, c))
+                continue;
+        }
+        if (c->due_ms >= 0 && c->due_ms * 1000000 < *wake)
+            *wake = c->due_ms * 1000000;
+    }
 }
 
 static bool
@@ -1777,6 +2105,17 @@ report(struct lg *g, bool timed_out)
         cJSON_AddStringToObject(o, "proto",
                                 g->proto == PROTO_IRC ? "irc" : "sockchat");
         cJSON_AddStringToObject(o, "mode", g->idle ? "idle" : "traffic");
+        if (g->use_transport) {
+            char d[160] = "";
+
+            /* only in this mode, so the raw sockets' output stays as it
+             * was */
+            cJSON_AddStringToObject(o, "transport", g->url);
+            cJSON_AddBoolToObject(o, "secure", g->secure);
+            if (g->conns && g->conns[0].t)
+                transport_describe(g->conns[0].t, d, sizeof(d));
+            cJSON_AddStringToObject(o, "client0_transport", d);
+        }
         cJSON_AddNumberToObject(o, "clients", g->n);
         cJSON_AddNumberToObject(o, "rooms", g->rooms);
         cJSON_AddNumberToObject(o, "connecting", g->c);
@@ -1875,6 +2214,14 @@ report(struct lg *g, bool timed_out)
            "per sender, message %zu bytes on the wire\n",
            g->proto == PROTO_IRC ? "irc" : "sockchat", g->n, g->rooms, g->s,
            g->w, g->rate, say_bytes(g));
+    if (g->use_transport) {
+        char d[160] = "";
+
+        if (g->conns && g->conns[0].t)
+            transport_describe(g->conns[0].t, d, sizeof(d));
+        printf("through common/transport: %s%s; client 0: %s\n", g->url,
+               g->secure ? ", secure sessions" : "", d);
+    }
     printf("connect+join %.3f s; measured %" PRIu64
            " messages after %" G_GINT64_FORMAT " warm per sender\n",
            connect_s, measured, g->warm);
@@ -1954,15 +2301,22 @@ run_loadgen(struct lg *g)
             break;
         }
         if ((g->phase == PH_WARM || g->phase == PH_MEASURE) &&
-            now - g->t_progress > STALL_SECONDS * 1000000000LL &&
+            now - g->t_progress > (int64_t)g->stall_s * 1000000000 &&
             (g->rate == 0 || error_total(g) > 0)) {
             /* A lost or malformed message never completes its window. */
             g->stalled = true;
             break;
         }
         while (g->phase == PH_CONNECT && g->next_connect < g->n &&
-               g->in_flight < g->c)
+               g->in_flight < g->c) {
             start_connect(g, &g->conns[g->next_connect++]);
+            if (g->use_transport) {
+                /* One blocking connect per pass: the others' I/O and
+                 * timers run in between. */
+                wake = now;
+                break;
+            }
+        }
         if ((g->phase == PH_WARM || g->phase == PH_MEASURE) && g->rate > 0) {
             /* Paced: every sender may be due. */
             for (k = 0; k < g->s; k++) {
@@ -1980,6 +2334,8 @@ run_loadgen(struct lg *g)
                 fill_sender(g, g->dirty[i], now);
             }
         }
+        if (g->use_transport)
+            tp_timers(g, &wake);
         tmo = wake <= now ? 0 : (int)((wake - now + 999999) / 1000000);
         nev = epoll_wait(g->ep, evs, MAX_EVENTS, tmo);
         if (nev < 0 && errno != EINTR) {
@@ -1996,21 +2352,30 @@ run_loadgen(struct lg *g)
                 continue;
             }
             if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                on_readable(g, c, g->proto == PROTO_IRC ? on_line : on_frame);
-            if (c->state != CS_DEAD && (evs[i].events & EPOLLOUT))
+                on_readable(g, c,
+                            g->proto == PROTO_IRC ? on_line
+                            : g->secure           ? on_sealed
+                                                  : on_frame);
+            /* udp: acks read may have opened the window; timers moved */
+            if (c->state != CS_DEAD && (c->t || (evs[i].events & EPOLLOUT)))
                 conn_flush(g, c);
         }
         advance(g, mono_ns());
     }
     if (g->phase != PH_DONE) {
+        char what[64];
+
+        snprintf(what, sizeof(what), "%s", "a client was lost");
+        if (timed_out)
+            snprintf(what, sizeof(what), "%s", "max-seconds reached");
+        else if (g->stalled)
+            snprintf(what, sizeof(what), "stalled (no progress for %d s)",
+                     g->stall_s);
         g->t_end = mono_ns();
         if (g->phase != PH_MEASURE)
             g->t_measure = g->t_end;
         fprintf(stderr, "loadgen: %s in phase %d (%d/%d ready, %d in flight)\n",
-                timed_out    ? "max-seconds reached"
-                : g->stalled ? "stalled (no progress for 5 s)"
-                             : "a client was lost",
-                (int)g->phase, g->ready, g->n, g->in_flight);
+                what, (int)g->phase, g->ready, g->n, g->in_flight);
     }
     /* Final check: every member saw every message of every sender of its
      * room (and, with sockchat, a sender its own). */
@@ -2032,8 +2397,11 @@ run_loadgen(struct lg *g)
             }
     report(g, timed_out);
     for (i = 0; i < g->n; i++) {
-        if (g->conns[i].fd >= 0)
+        if (g->conns[i].t)
+            transport_close(g->conns[i].t);
+        else if (g->conns[i].fd >= 0)
             close(g->conns[i].fd);
+        secure_free(g->conns[i].sec);
         g_free(g->conns[i].stash);
         g_free(g->conns[i].out.p);
     }
@@ -2362,13 +2730,29 @@ main(int argc, char **argv)
         .settle_ms = 1000,
         .max_seconds = 60,
         .max_frame = 65536,
+        .connect_ms = 10000,
+        .stall_s = STALL_SECONDS,
         .ep = -1,
     };
     GOptionEntry entries[] = {
         {"url", 0, 0, G_OPTION_ARG_STRING, &g.url,
          "Server (or, with --relay, where to listen): tcp://127.0.0.1:PORT "
-         "or tcp://[::1]:PORT; loopback only",
+         "or tcp://[::1]:PORT; loopback only. With --transport also "
+         "udp://LOOPBACK:PORT and unix:///PATH (which imply --transport)",
          "URL"},
+        {"transport", 0, 0, G_OPTION_ARG_NONE, &g.use_transport,
+         "Connect through common/transport (tcp, udp, unix) instead of raw "
+         "sockets; sockchat protocol only",
+         NULL},
+        {"secure", 0, 0, G_OPTION_ARG_NONE, &g.secure,
+         "Encrypted sessions (common/secure; implies --transport)", NULL},
+        {"stall-seconds", 0, 0, G_OPTION_ARG_INT, &g.stall_s,
+         "Give up when no byte arrived for this long while messages are "
+         "outstanding (default 5; udp under heavy loss backs off longer)",
+         "S"},
+        {"connect-ms", 0, 0, G_OPTION_ARG_INT, &g.connect_ms,
+         "--transport: timeout of each (blocking) connect (default 10000)",
+         "MS"},
         {"proto", 0, 0, G_OPTION_ARG_STRING, &g.proto_name,
          "Protocol: sockchat (default) or irc", "P"},
         {"clients", 'n', 0, G_OPTION_ARG_INT, &g.n, "Clients (default 100)",
@@ -2447,7 +2831,26 @@ main(int argc, char **argv)
         fprintf(stderr, "loadgen: --url is required\n");
         goto out;
     }
-    if (parse_url(g.url, &g.addr, &g.addr_len) != 0) {
+    if (g.secure || strncmp(g.url, "udp://", 6) == 0 ||
+        strncmp(g.url, "unix://", 7) == 0)
+        g.use_transport = TRUE;
+    if (g.use_transport) {
+        if (!tp_url_ok(g.url)) {
+            fprintf(stderr,
+                    "loadgen: %s: need tcp:// or udp://LOOPBACK:PORT or "
+                    "unix:///PATH\n",
+                    g.url);
+            goto out;
+        }
+        if (g.relay || g.idle || g.connect_ms < 1) {
+            fprintf(stderr, "loadgen: --transport is for traffic runs\n");
+            goto out;
+        }
+        if (sodium_init() < 0) {
+            fprintf(stderr, "loadgen: sodium_init failed\n");
+            goto out;
+        }
+    } else if (parse_url(g.url, &g.addr, &g.addr_len) != 0) {
         fprintf(stderr, "loadgen: %s: need tcp://LOOPBACK:PORT\n", g.url);
         goto out;
     }
@@ -2459,6 +2862,10 @@ main(int argc, char **argv)
         fprintf(stderr, "loadgen: --proto sockchat or irc\n");
         goto out;
     }
+    if (g.use_transport && g.proto != PROTO_SOCKCHAT) {
+        fprintf(stderr, "loadgen: --transport speaks sockchat only\n");
+        goto out;
+    }
     if (g.relay && g.proto != PROTO_SOCKCHAT) {
         fprintf(stderr, "loadgen: the relay speaks sockchat only\n");
         goto out;
@@ -2467,9 +2874,9 @@ main(int argc, char **argv)
         g.s = 1; /* no sender; keeps the checks below simple */
     if (!room_ok(g.room) || g.n < 2 || g.s < 1 || g.s > g.n || g.s > 9999 ||
         g.m < 1 || g.warm < 0 || g.w < 1 || g.c < 1 || g.rate < 0 ||
-        g.max_seconds < 1 || g.seconds < 0 || g.hold < 0 || g.settle_ms < 0 ||
-        g.rooms < 1 || g.rooms > 10000 || (!g.idle && g.n < 2 * g.rooms) ||
-        (uint64_t)(g.warm + g.m) > SEQ_MAX) {
+        g.max_seconds < 1 || g.stall_s < 1 || g.seconds < 0 || g.hold < 0 ||
+        g.settle_ms < 0 || g.rooms < 1 || g.rooms > 10000 ||
+        (!g.idle && g.n < 2 * g.rooms) || (uint64_t)(g.warm + g.m) > SEQ_MAX) {
         fprintf(stderr, "loadgen: bad option value\n");
         goto out;
     }
@@ -2498,6 +2905,7 @@ main(int argc, char **argv)
     raise_nofile(g.n + 128);
     g.scratch_cap = READ_CHUNK + FRAME_HDR + FRAME_CAP;
     g.scratch = g_malloc(g.scratch_cap);
+    g.say_tmp = g_malloc(SAY_MAX);
     g.ep = epoll_create1(EPOLL_CLOEXEC);
     if (g.ep < 0) {
         perror("epoll_create1");
@@ -2509,6 +2917,7 @@ out:
         close(g.ep);
     g_strfreev(g.room_names);
     g_free(g.scratch);
+    g_free(g.say_tmp);
     g_free(g.url);
     g_free(g.room);
     g_free(g.proto_name);
