@@ -995,6 +995,41 @@ udp_send(struct transport *t, const void *p, size_t n)
     return r;
 }
 
+/* Write the buffers into the stream in order, then send what they make:
+ * frames queued together leave packed into full datagrams, not one
+ * datagram (and one send) each. */
+static ssize_t
+udp_sendv(struct transport *t, const struct iovec *iov, int iovcnt)
+{
+    struct udp_transport *u = (struct udp_transport *)t;
+    ssize_t total = 0, r = 0;
+    int i;
+
+    if (u->superseded)
+        return CHAT_ECLOSED;
+    for (i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len == 0)
+            continue;
+        r = udp_rel_write(u->rel, iov[i].iov_base, iov[i].iov_len);
+        if (r < 0)
+            break;
+        total += r;
+        if ((size_t)r < iov[i].iov_len)
+            break;
+    }
+    udp_flush(u, udp_now_us());
+    if (total > 0) {
+        trace_sock("udp sendv(fd=%d, %d buffers) = %zd queued", t->fd, iovcnt,
+                   total);
+        return total;
+    }
+    if (r == CHAT_ECLOSED && udp_rel_state(u->rel) == UDP_REL_DEAD) {
+        errno = ETIMEDOUT;
+        return CHAT_ESYS;
+    }
+    return r < 0 ? r : CHAT_EAGAIN;
+}
+
 static int
 udp_connect_done(struct transport *t)
 {
@@ -1293,6 +1328,7 @@ const struct transport_ops transport_udp_ops = {
     .connect = udp_connect,
     .connect_done = udp_connect_done,
     .send = udp_send,
+    .sendv = udp_sendv,
     .recv = udp_recv,
     .shutdown = udp_shutdown,
     .close = udp_close,
