@@ -218,6 +218,8 @@ flow_find(struct lossy *x, const struct addr *client)
     return f;
 }
 
+static void heap_push(GPtrArray *h, struct pending *q);
+
 static void
 enqueue(struct lossy *x, struct flow *f, enum dir d, const uint8_t *p,
         size_t len, int64_t now)
@@ -263,33 +265,81 @@ enqueue(struct lossy *x, struct flow *f, enum dir d, const uint8_t *p,
             q->len = len;
             q->data = g_malloc(len);
             memcpy(q->data, p, len);
-            g_ptr_array_add(x->pending, q);
+            heap_push(x->pending, q);
         }
     }
+}
+
+/* The pending datagrams are a binary min-heap on (at_us, order): the next
+ * one due is at the root, and a datagram costs O(log n) in and out, so the
+ * relay keeps up with a busy link (a linear scan per delivery did not). */
+static bool
+pending_before(const struct pending *a, const struct pending *b)
+{
+    return a->at_us < b->at_us || (a->at_us == b->at_us && a->order < b->order);
+}
+
+static void
+heap_swap(GPtrArray *h, guint i, guint j)
+{
+    gpointer t = h->pdata[i];
+
+    h->pdata[i] = h->pdata[j];
+    h->pdata[j] = t;
+}
+
+static void
+heap_push(GPtrArray *h, struct pending *q)
+{
+    guint i = h->len;
+
+    g_ptr_array_add(h, q);
+    while (i > 0) {
+        guint parent = (i - 1) / 2;
+
+        if (!pending_before(h->pdata[i], h->pdata[parent]))
+            break;
+        heap_swap(h, i, parent);
+        i = parent;
+    }
+}
+
+/* Take the root off; the caller owns it. */
+static struct pending *
+heap_pop(GPtrArray *h)
+{
+    struct pending *top, *last = g_ptr_array_steal_index(h, h->len - 1);
+    guint i = 0;
+
+    if (h->len == 0)
+        return last;
+    top = h->pdata[0];
+    h->pdata[0] = last;
+    for (;;) {
+        guint l = 2 * i + 1, r = l + 1, m = i;
+
+        if (l < h->len && pending_before(h->pdata[l], h->pdata[m]))
+            m = l;
+        if (r < h->len && pending_before(h->pdata[r], h->pdata[m]))
+            m = r;
+        if (m == i)
+            break;
+        heap_swap(h, i, m);
+        i = m;
+    }
+    return top;
 }
 
 static void
 deliver_due(struct lossy *x, int64_t now)
 {
-    guint i, best;
-
-    for (;;) {
-        struct pending *q, *b = NULL;
+    while (x->pending->len > 0) {
+        struct pending *b = g_ptr_array_index(x->pending, 0);
         ssize_t r;
 
-        best = x->pending->len;
-        for (i = 0; i < x->pending->len; i++) {
-            q = g_ptr_array_index(x->pending, i);
-            if (q->at_us > now)
-                continue;
-            if (!b || q->at_us < b->at_us ||
-                (q->at_us == b->at_us && q->order < b->order)) {
-                b = q;
-                best = i;
-            }
-        }
-        if (!b)
+        if (b->at_us > now)
             return;
+        b = heap_pop(x->pending);
         if (b->dir == DIR_UP)
             r = send(b->flow->up_fd, b->data, b->len, 0);
         else
@@ -299,27 +349,21 @@ deliver_due(struct lossy *x, int64_t now)
         /* A refused or full send is one more loss on a lossy link. */
         if (r == (ssize_t)b->len)
             x->c[b->dir].out++;
-        g_ptr_array_remove_index_fast(x->pending, best);
+        pending_free(b);
     }
 }
 
 static int
 next_wait_ms(const struct lossy *x, int64_t now)
 {
-    int64_t next = -1;
-    guint i;
+    const struct pending *q;
 
-    for (i = 0; i < x->pending->len; i++) {
-        const struct pending *q = g_ptr_array_index(x->pending, i);
-
-        if (next < 0 || q->at_us < next)
-            next = q->at_us;
-    }
-    if (next < 0)
+    if (x->pending->len == 0)
         return 200;
-    if (next <= now)
+    q = g_ptr_array_index(x->pending, 0);
+    if (q->at_us <= now)
         return 0;
-    return (int)MIN((next - now + 999) / 1000, 200);
+    return (int)MIN((q->at_us - now + 999) / 1000, 200);
 }
 
 static void
