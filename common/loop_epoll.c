@@ -13,7 +13,11 @@
 
 #include "err.h"
 
-#define EPOLL_BATCH 256
+/* Events taken per epoll_wait. Large, so that one pass reads many clients
+ * before the pass's flush: a receiver then gets the messages of several
+ * senders in one sendmsg (bench/compare's many-rooms row: 25% less CPU
+ * per delivery than with 256). */
+#define EPOLL_BATCH 4096
 
 struct epoll_state {
     int epfd;
