@@ -881,6 +881,105 @@ msg_build_message(const char *room, const char *to, const char *from,
     return built(obj, ok);
 }
 
+/* Append s as a JSON string, escaped as cJSON prints it: '"', '\\' and
+ * the control characters below 0x20 (short forms where JSON has them),
+ * every other byte as it is (the text is valid UTF-8 already). */
+static void
+json_put_string(GString *o, const char *s)
+{
+    const char *run = s;
+
+    g_string_append_c(o, '"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        char esc[8];
+
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        g_string_append_len(o, run, s - run);
+        run = s + 1;
+        switch (ch) {
+        case '"': g_string_append(o, "\\\""); break;
+        case '\\': g_string_append(o, "\\\\"); break;
+        case '\b': g_string_append(o, "\\b"); break;
+        case '\f': g_string_append(o, "\\f"); break;
+        case '\n': g_string_append(o, "\\n"); break;
+        case '\r': g_string_append(o, "\\r"); break;
+        case '\t': g_string_append(o, "\\t"); break;
+        default:
+            snprintf(esc, sizeof(esc), "\\u%04x", ch);
+            g_string_append(o, esc);
+            break;
+        }
+    }
+    g_string_append_len(o, run, s - run);
+    g_string_append_c(o, '"');
+}
+
+static void
+json_put_key(GString *o, const char *key)
+{
+    g_string_append_c(o, ',');
+    json_put_string(o, key);
+    g_string_append_c(o, ':');
+}
+
+/* An integer as add_int() stores it and cJSON prints it. */
+static void
+json_put_int(GString *o, int64_t v)
+{
+    g_string_append_printf(o, "%" PRId64, v);
+}
+
+char *
+msg_encode_message(const char *room, const char *to, const char *from,
+                   const char *text, bool action, int64_t ts, uint64_t seq,
+                   const cJSON *id, size_t *len)
+{
+    GString *o;
+
+    *len = 0;
+    if (from == NULL || text == NULL || (room == NULL && to == NULL) ||
+        (room != NULL && seq > INT64_MAX))
+        return NULL;
+    o = g_string_sized_new(96 + strlen(text));
+    g_string_append(o, "{\"type\":\"message\"");
+    json_put_key(o, room != NULL ? "room" : "to");
+    json_put_string(o, room != NULL ? room : to);
+    json_put_key(o, "from");
+    json_put_string(o, from);
+    json_put_key(o, "text");
+    json_put_string(o, text);
+    if (action)
+        g_string_append(o, ",\"action\":true");
+    json_put_key(o, "ts");
+    json_put_int(o, ts);
+    if (room != NULL) {
+        json_put_key(o, "seq");
+        json_put_int(o, (int64_t)seq);
+    }
+    if (id != NULL) {
+        double d = cJSON_IsNumber(id) ? id->valuedouble : -1.0;
+
+        json_put_key(o, "id");
+        if (d >= 0.0 && d <= MSG_ID_INT_MAX && d == (double)(int64_t)d) {
+            json_put_int(o, (int64_t)d); /* as msg_add_id() */
+        } else {
+            char *p = cJSON_PrintUnformatted(id);
+
+            if (p == NULL) {
+                g_string_free(o, TRUE);
+                return NULL;
+            }
+            g_string_append(o, p);
+            cJSON_free(p);
+        }
+    }
+    g_string_append_c(o, '}');
+    *len = o->len;
+    return g_string_free(o, FALSE);
+}
+
 cJSON *
 msg_build_joined(const char *room, const char *nick, int64_t ts)
 {

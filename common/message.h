@@ -151,6 +151,17 @@ cJSON *msg_build_pong(const char *token, const cJSON *id);
 cJSON *msg_build_message(const char *room, const char *to, const char *from,
                          const char *text, bool action, int64_t ts,
                          uint64_t seq);
+/*
+ * The same event as msg_encode(msg_build_message(...)) with id (or NULL)
+ * added last as msg_add_id() adds it, encoded straight into JSON text: the
+ * hot path of fan-out, where a cJSON tree costs about twenty allocations
+ * and a printf per number. The bytes are the ones cJSON would print (field
+ * order, escapes, numbers). NULL when out of memory (or seq > INT64_MAX);
+ * the caller g_free()s the result.
+ */
+char *msg_encode_message(const char *room, const char *to, const char *from,
+                         const char *text, bool action, int64_t ts,
+                         uint64_t seq, const cJSON *id, size_t *len);
 cJSON *msg_build_joined(const char *room, const char *nick, int64_t ts);
 cJSON *msg_build_left(const char *room, const char *nick, const char *reason,
                       int64_t ts);

@@ -1367,6 +1367,66 @@ test_message_encode_null(void **state)
     assert_int_equal(len, 0);
 }
 
+/* msg_encode_message writes the bytes cJSON would: every escape, both
+ * targets, action, ids of every kind, and numbers at their limits. */
+static void
+test_message_encode_message_matches_cjson(void **state)
+{
+    static const char *const texts[] = {
+        "",
+        "hello",
+        "quote \" backslash \\ slash /",
+        "\b\f\n\r\t and \x01\x1f\x7f",
+        "UTF-8: \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+        "<script>\u2028</script>",
+    };
+    static const char *const ids[] = {
+        NULL, "7", "0", "9007199254740991", "9007199254740992", "1.5", "-3",
+        "\"abc\"", "\"q\\\"uote\"", "{\"a\":[1,2]}", "null", "true",
+    };
+    static const int64_t tss[] = {0, 1795357276315, 999999999999999,
+                                  INT64_MAX};
+    char big[4097];
+    size_t t, i, k, r;
+
+    (void)state;
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    for (t = 0; t <= G_N_ELEMENTS(texts); t++) {
+        const char *text = t < G_N_ELEMENTS(texts) ? texts[t] : big;
+
+        for (i = 0; i < G_N_ELEMENTS(ids); i++) {
+            cJSON *id = ids[i] ? cJSON_Parse(ids[i]) : NULL;
+
+            assert_true(ids[i] == NULL || id != NULL);
+            for (k = 0; k < G_N_ELEMENTS(tss); k++) {
+                for (r = 0; r < 2; r++) {
+                    const char *room = r == 0 ? "#general" : NULL;
+                    const char *to = r == 0 ? NULL : "b\"ob";
+                    bool action = (t + k) % 2 == 1;
+                    cJSON *ev = msg_build_message(room, to, "al\\ice", text,
+                                                  action, tss[k], 42 + k);
+                    size_t want_len, got_len;
+                    char *want, *got;
+
+                    assert_non_null(ev);
+                    assert_true(msg_add_id(ev, id));
+                    want = msg_encode(ev, &want_len);
+                    got = msg_encode_message(room, to, "al\\ice", text, action,
+                                             tss[k], 42 + k, id, &got_len);
+                    assert_non_null(got);
+                    assert_int_equal(got_len, want_len);
+                    assert_string_equal(got, want);
+                    g_free(want);
+                    g_free(got);
+                    cJSON_Delete(ev);
+                }
+            }
+            cJSON_Delete(id);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -1415,6 +1475,7 @@ main(void)
         cmocka_unit_test(test_message_build_events),
         cmocka_unit_test(test_message_build_requests_parse_back),
         cmocka_unit_test(test_message_encode_null),
+        cmocka_unit_test(test_message_encode_message_matches_cjson),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
