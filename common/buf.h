@@ -46,12 +46,20 @@ buf_ptr(const struct buf *b)
 size_t buf_room(const struct buf *b);
 
 /* Append n bytes. CHAT_OK, or CHAT_EFULL (nothing appended) when n is more
- * than buf_room(). */
+ * than buf_room(). Never fails for lack of memory: growing the storage
+ * aborts then, as g_malloc() does, so an append within buf_room() always
+ * succeeds. */
 int buf_append(struct buf *b, const void *p, size_t n);
+/* As buf_append(), but growing the storage may fail: CHAT_ENOMEM, with
+ * nothing appended and b as it was. For buffers whose size a peer drives,
+ * so that running out of memory costs that peer, not the process. */
+int buf_try_append(struct buf *b, const void *p, size_t n);
 
 /* Make room for at least want bytes (clamped to the cap) at the tail and
- * return a pointer to it with the usable size in *avail (0 when full).
- * Commit what was written with buf_commit(). For recv() straight into b. */
+ * return a pointer to it with the usable size in *avail. Commit what was
+ * written with buf_commit(). For recv() straight into b. NULL with *avail
+ * 0 when the buffer is full, or when the storage could not grow (then
+ * buf_room() is not 0, and b is as it was). */
 uint8_t *buf_reserve(struct buf *b, size_t want, size_t *avail);
 void buf_commit(struct buf *b, size_t n);
 

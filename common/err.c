@@ -27,6 +27,8 @@ chat_strerror(int rc)
         return "connection closed";
     case CHAT_EFULL:
         return "full";
+    case CHAT_ENOMEM:
+        return "out of memory";
     }
     return "unknown error";
 }

@@ -17,6 +17,7 @@ enum chat_err {
     CHAT_EADDR = -7,   /* an address or URL that cannot be used */
     CHAT_ECLOSED = -8, /* the peer closed the stream in order */
     CHAT_EFULL = -9,   /* a bounded queue or table is full */
+    CHAT_ENOMEM = -10, /* an allocation failed (g_try_malloc returned NULL) */
 };
 
 /* Static human text for rc; for CHAT_ESYS, strerror(errno) at call time. */

@@ -16,14 +16,31 @@ struct frame_blob {
 };
 
 struct frame_blob *
-frame_blob_new(const void *p, size_t n)
+frame_blob_alloc(size_t n, uint8_t **payload)
 {
-    struct frame_blob *b = g_malloc(sizeof(*b) + FRAME_HDR + n);
+    /* n is at most a frame: no overflow. A frame's size is driven by a
+     * peer (a message, a history reply), so running out of memory is the
+     * caller's to handle. */
+    struct frame_blob *b = g_try_malloc(sizeof(*b) + FRAME_HDR + n);
 
+    *payload = NULL;
+    if (b == NULL)
+        return NULL;
     b->refs = 1;
     b->size = FRAME_HDR + n;
     frame_put_header(b->data, (uint32_t)n);
-    memcpy(b->data + FRAME_HDR, p, n);
+    *payload = b->data + FRAME_HDR;
+    return b;
+}
+
+struct frame_blob *
+frame_blob_new(const void *p, size_t n)
+{
+    uint8_t *payload = NULL;
+    struct frame_blob *b = frame_blob_alloc(n, &payload);
+
+    if (b != NULL)
+        memcpy(payload, p, n);
     return b;
 }
 
@@ -84,32 +101,45 @@ outq_shrink(struct outq *q)
         outq_cleanup(q);
 }
 
-/* Make room for one more entry, doubling the ring and unwrapping it. */
-static void
+/* Make room for one more entry, doubling the ring and unwrapping it.
+ * CHAT_ENOMEM leaves q as it was. */
+static int
 outq_grow(struct outq *q)
 {
     struct outq_ref *ring;
     size_t slots, i;
 
     if (q->count < q->slots)
-        return;
+        return CHAT_OK;
     slots = q->slots ? q->slots * 2 : OUTQ_MIN_SLOTS;
-    ring = g_new(struct outq_ref, slots);
+    /* The ring grows with what a slow reader leaves queued. */
+    ring = g_try_malloc_n(slots, sizeof(*ring));
+    if (ring == NULL)
+        return CHAT_ENOMEM;
     for (i = 0; i < q->count; i++)
         ring[i] = q->ring[(q->head + i) & (q->slots - 1)];
     g_free(q->ring);
     q->ring = ring;
     q->slots = slots;
     q->head = 0;
+    return CHAT_OK;
 }
 
-void
+int
+outq_reserve(struct outq *q)
+{
+    return outq_grow(q);
+}
+
+int
 outq_push_force(struct outq *q, struct frame_blob *b)
 {
-    outq_grow(q);
+    if (outq_grow(q) != CHAT_OK)
+        return CHAT_ENOMEM;
     q->ring[(q->head + q->count) & (q->slots - 1)].blob = frame_blob_ref(b);
     q->count++;
     q->bytes += b->size;
+    return CHAT_OK;
 }
 
 int
@@ -117,8 +147,25 @@ outq_push(struct outq *q, struct frame_blob *b)
 {
     if (b->size > q->cap || q->bytes > q->cap - b->size)
         return CHAT_EFULL;
-    outq_push_force(q, b);
-    return CHAT_OK;
+    return outq_push_force(q, b);
+}
+
+void
+outq_drop_unsent(struct outq *q)
+{
+    size_t keep = q->count > 0 && q->head_off > 0 ? 1 : 0;
+    size_t i;
+
+    for (i = keep; i < q->count; i++) {
+        struct outq_ref *r = &q->ring[(q->head + i) & (q->slots - 1)];
+
+        q->bytes -= r->blob->size;
+        frame_blob_unref(r->blob);
+        r->blob = NULL;
+    }
+    q->count = keep;
+    if (keep == 0)
+        outq_cleanup(q);
 }
 
 int

@@ -17,8 +17,12 @@
 struct frame_blob;
 
 /* A new blob (refcount 1) framing payload p of n bytes (1 <= n, the caller
- * checked the frame limit). */
+ * checked the frame limit), or NULL when memory ran out. */
 struct frame_blob *frame_blob_new(const void *p, size_t n);
+/* As frame_blob_new(), but the n payload bytes are left for the caller to
+ * write at *payload (NULL on failure) before the blob is queued or shared:
+ * to allocate before a step that cannot be undone (sealing). */
+struct frame_blob *frame_blob_alloc(size_t n, uint8_t **payload);
 struct frame_blob *frame_blob_ref(struct frame_blob *b);
 void frame_blob_unref(struct frame_blob *b); /* NULL is a no-op */
 /* Header plus payload: its size and bytes (lent while b lives). */
@@ -51,11 +55,21 @@ outq_bytes(const struct outq *q)
     return q->bytes;
 }
 
-/* Queue a reference to b (the queue takes its own). CHAT_OK, or
- * CHAT_EFULL when it would take the queue over its cap (nothing queued). */
+/* Queue a reference to b (the queue takes its own). CHAT_OK, CHAT_EFULL
+ * when it would take the queue over its cap, or CHAT_ENOMEM when the ring
+ * could not grow (in both cases nothing is queued and q is as it was). */
 int outq_push(struct outq *q, struct frame_blob *b);
-/* Queue b whatever the cap (a last error before closing). */
-void outq_push_force(struct outq *q, struct frame_blob *b);
+/* Make room for one more entry, so that the next push cannot fail for
+ * memory. CHAT_OK, or CHAT_ENOMEM (q as it was). */
+int outq_reserve(struct outq *q);
+/* Queue b whatever the cap (a last error before closing). CHAT_OK, or
+ * CHAT_ENOMEM (nothing queued). */
+int outq_push_force(struct outq *q, struct frame_blob *b);
+/* Drop every entry not yet begun, freeing what only they held. An entry
+ * partly written stays, so that the stream stays framed; the ring is
+ * freed when nothing stays. For a peer about to be closed: it loses what
+ * it had not read, and a last error fits without the ring growing. */
+void outq_drop_unsent(struct outq *q);
 
 /* Fill up to max iovecs with the queued bytes, oldest first. Returns the
  * number filled. The pointers are valid until the next outq_* call. */

@@ -312,6 +312,10 @@ cmd_join(struct client *c, const struct msg_request *req)
     reply = commands_build_room(r, client_payload_max(c), req->id);
     client_send(c, reply);
     cJSON_Delete(reply);
+    /* Dropped while its reply was queued (slow consumer, out of memory):
+     * it has left the room again, and its quit is all the room hears. */
+    if (c->closing)
+        return;
     ev = msg_build_joined(r->name, c->nick, msg_now_ms());
     server_send_room(c->srv, r, ev, NULL);
     cJSON_Delete(ev);
@@ -363,8 +367,20 @@ cmd_say(struct client *c, const struct msg_request *req)
     if (!json || (req->id && !mine_json) ||
         !fits_frame(c, req, MAX(len, mine_len)))
         goto out;
-    room_next_seq(r);
+    /* The frame first: a message that cannot be framed is not accepted,
+     * takes no seq and reaches nobody, and the sender, whose request it
+     * was, is dropped as out of memory (server_fan_out() does the same
+     * for every receiver of an event that cannot be framed). */
     shared = frame_blob_new(json, len);
+    if (!shared) {
+        log_warn("conn %u: out of memory for a message; dropping it", c->id);
+        client_send_error(c, PE_SERVER_FULL,
+                          "the server ran out of memory; closing",
+                          req->type_str, req->id);
+        client_close(c, "out of memory");
+        goto out;
+    }
+    room_next_seq(r);
     members = g_ptr_array_copy(r->members, NULL, NULL);
     for (i = 0; i < members->len; i++) {
         struct client *m = g_ptr_array_index(members, i);

@@ -368,12 +368,45 @@ client_sealing(const struct client *c)
 }
 
 /*
+ * Seal n bytes of plain for c and queue the result. Everything that can
+ * fail for memory (the frame, a ring slot) is allocated before sealing:
+ * a sealed frame that is then dropped would desynchronise the stream, so
+ * that not even a last error could reach the client. secure_seal() still
+ * allocates its own copy with g_malloc (common/secure.c).
+ */
+static int
+client_queue_sealed(struct client *c, const void *plain, size_t n, bool final)
+{
+    size_t want = secure_sealed_len(c->sec, n);
+    uint8_t *payload = NULL, *ct = NULL;
+    size_t ctlen = 0;
+    struct frame_blob *sealed = frame_blob_alloc(want, &payload);
+    int rc = CHAT_ENOMEM;
+
+    if (sealed == NULL || outq_reserve(&c->out) != CHAT_OK)
+        goto out;
+    rc = CHAT_ECRYPTO;
+    if (secure_seal(c->sec, plain, n, final, &ct, &ctlen) != CHAT_OK)
+        goto out;
+    if (ctlen != want) /* secure_sealed_len() promises it */
+        goto out;
+    memcpy(payload, ct, ctlen);
+    (void)outq_push_force(&c->out, sealed); /* a slot was reserved */
+    rc = CHAT_OK;
+out:
+    g_free(ct);
+    frame_blob_unref(sealed);
+    return rc;
+}
+
+/*
  * Queue frame b for c: as it is, or sealed for a secure session (each
  * receiver has its own stream, so a shared frame becomes its own there).
  * CHAT_OK, CHAT_EFULL (the queue is full; nothing was sealed, so the stream
- * stays intact) or CHAT_ETOOBIG (over max_frame: the builders keep replies
- * under it, so this is a bug, and the frame is dropped rather than the
- * client).
+ * stays intact), CHAT_ENOMEM (no memory for the frame or the queue; nothing
+ * queued, the stream intact) or CHAT_ETOOBIG (over max_frame: the builders
+ * keep replies under it, so this is a bug, and the frame is dropped rather
+ * than the client).
  */
 static int
 client_queue(struct client *c, struct frame_blob *b, bool force)
@@ -381,7 +414,7 @@ client_queue(struct client *c, struct frame_blob *b, bool force)
     bool was_empty = outq_bytes(&c->out) == 0;
     size_t len = frame_blob_size(b) - FRAME_HDR;
     size_t wire = frame_blob_size(b);
-    struct frame_blob *sealed = NULL;
+    int rc;
 
     if (client_sealing(c)) {
         if (secure_tx_finished(c->sec))
@@ -395,53 +428,87 @@ client_queue(struct client *c, struct frame_blob *b, bool force)
     }
     if (!force && (wire > c->out.cap || outq_bytes(&c->out) > c->out.cap - wire))
         return CHAT_EFULL;
-    if (client_sealing(c)) {
-        uint8_t *ct = NULL;
-        size_t ctlen = 0;
-
-        if (secure_seal(c->sec, frame_blob_data(b) + FRAME_HDR, len, false,
-                        &ct, &ctlen) != CHAT_OK)
-            return CHAT_ECRYPTO;
-        sealed = frame_blob_new(ct, ctlen);
-        g_free(ct);
-        b = sealed;
-    }
-    outq_push_force(&c->out, b);
-    frame_blob_unref(sealed);
+    if (client_sealing(c))
+        rc = client_queue_sealed(c, frame_blob_data(b) + FRAME_HDR, len,
+                                 false);
+    else
+        rc = outq_push_force(&c->out, b);
+    if (rc != CHAT_OK)
+        return rc;
     if (was_empty)
         client_mark_pending(c);
     return CHAT_OK;
 }
 
 /* A secure session's last frame: an empty message with TAG_FINAL, so that
- * the client can tell our orderly end from a cut connection. */
+ * the client can tell our orderly end from a cut connection. Best effort:
+ * without memory for it, the connection just ends. */
 static void
 client_queue_final(struct client *c)
 {
     bool was_empty = outq_bytes(&c->out) == 0;
-    struct frame_blob *b;
-    uint8_t *ct = NULL;
-    size_t ctlen = 0;
 
     if (!client_sealing(c) || secure_tx_finished(c->sec))
         return;
-    if (secure_seal(c->sec, "", 0, true, &ct, &ctlen) != CHAT_OK)
-        return;
-    b = frame_blob_new(ct, ctlen);
-    g_free(ct);
-    outq_push_force(&c->out, b);
-    frame_blob_unref(b);
-    if (was_empty)
+    if (client_queue_sealed(c, "", 0, true) == CHAT_OK && was_empty)
         client_mark_pending(c);
+}
+
+/* obj framed in a new blob, or NULL when memory ran out. As msg_encode(),
+ * but framed straight from cJSON's text: its g_strndup() copy would abort
+ * where a reply as large as a frame (a room's history) may not fit. */
+static struct frame_blob *
+blob_of(const cJSON *obj)
+{
+    char *text = cJSON_PrintUnformatted(obj); /* NULL: malloc failed */
+    struct frame_blob *b = NULL;
+
+    if (text != NULL)
+        b = frame_blob_new(text, strlen(text));
+    cJSON_free(text);
+    return b;
+}
+
+/* Queue error code for c whatever its queue holds: a last word before
+ * closing it. Best effort: nothing is queued when memory runs out. */
+static void
+client_queue_last_error(struct client *c, enum proto_err code,
+                        const char *text)
+{
+    cJSON *err = msg_build_error(code, text, NULL, NULL);
+    struct frame_blob *eb = err ? blob_of(err) : NULL;
+
+    if (eb)
+        client_queue(c, eb, true);
+    frame_blob_unref(eb);
+    cJSON_Delete(err);
+}
+
+/*
+ * Memory ran out for something c's traffic needed: its input buffer, its
+ * output queue, or a frame for it (a reply, its sealed copy of an event).
+ * Drop c, not the server: tell it (server_full, PROTOCOL.md 4.2) and close
+ * it, so that its rooms see it quit with "out of memory". A plaintext
+ * client loses what it had not begun to read, which frees that memory now
+ * and lets the error be queued without growing the ring; a secure one
+ * keeps it, since dropping sealed frames would leave the error unreadable.
+ */
+static void
+client_drop_nomem(struct client *c, const char *what)
+{
+    if (c->closing)
+        return;
+    log_warn("conn %u: out of memory for its %s; dropping it", c->id, what);
+    if (!client_sealing(c))
+        outq_drop_unsent(&c->out);
+    client_queue_last_error(c, PE_SERVER_FULL,
+                            "the server ran out of memory; closing");
+    client_close(c, "out of memory");
 }
 
 bool
 client_send_blob(struct client *c, struct frame_blob *b)
 {
-    struct frame_blob *eb;
-    cJSON *err;
-    char *e;
-    size_t elen;
     int rc;
 
     if (c->closing)
@@ -449,6 +516,10 @@ client_send_blob(struct client *c, struct frame_blob *b)
     rc = client_queue(c, b, false);
     if (rc == CHAT_OK)
         return true;
+    if (rc == CHAT_ENOMEM) {
+        client_drop_nomem(c, "output");
+        return false;
+    }
     if (rc != CHAT_EFULL)
         return false;
     /* The queue is full: this client does not read. Tell it (best effort:
@@ -456,16 +527,8 @@ client_send_blob(struct client *c, struct frame_blob *b)
      * else waits for it. */
     log_info("conn %u: output queue over %zu bytes, dropping", c->id,
              c->srv->cfg.max_queue);
-    err = msg_build_error(PE_SLOW_CONSUMER,
-                          "you did not read fast enough; closing", NULL, NULL);
-    e = msg_encode(err, &elen);
-    if (e) {
-        eb = frame_blob_new(e, elen);
-        client_queue(c, eb, true);
-        frame_blob_unref(eb);
-    }
-    g_free(e);
-    cJSON_Delete(err);
+    client_queue_last_error(c, PE_SLOW_CONSUMER,
+                            "you did not read fast enough; closing");
     client_close(c, "slow consumer");
     return false;
 }
@@ -479,6 +542,10 @@ client_send_raw(struct client *c, const char *json, size_t len)
     if (c->closing)
         return false;
     b = frame_blob_new(json, len);
+    if (b == NULL) {
+        client_drop_nomem(c, "output");
+        return false;
+    }
     ok = client_send_blob(c, b);
     frame_blob_unref(b);
     return ok;
@@ -487,17 +554,18 @@ client_send_raw(struct client *c, const char *json, size_t len)
 bool
 client_send(struct client *c, const cJSON *obj)
 {
-    size_t len;
-    char *json;
+    struct frame_blob *b;
     bool ok;
 
-    if (c->closing)
+    if (c->closing || obj == NULL)
         return false;
-    json = msg_encode(obj, &len);
-    if (!json)
+    b = blob_of(obj);
+    if (b == NULL) {
+        client_drop_nomem(c, "output");
         return false;
-    ok = client_send_raw(c, json, len);
-    g_free(json);
+    }
+    ok = client_send_blob(c, b);
+    frame_blob_unref(b);
     return ok;
 }
 
@@ -511,30 +579,44 @@ client_send_error(struct client *c, enum proto_err code, const char *text,
     cJSON_Delete(e);
 }
 
+/*
+ * Send obj to every client of to but except, as one frame shared by their
+ * queues. When that frame cannot be allocated, nobody gets it, and every
+ * receiver is dropped as out of memory: an event (joined, left, quit, a
+ * topic, a new nick) reports a change that has already happened, so a
+ * member that missed it would no longer see the room as it is. (cmd_say
+ * allocates its frame before the message takes a seq, and drops only the
+ * sender when it cannot.)
+ */
+static void
+server_fan_out(GPtrArray *to, const struct client *except, const cJSON *obj)
+{
+    struct frame_blob *b = blob_of(obj);
+    guint i;
+
+    for (i = 0; i < to->len; i++) {
+        struct client *m = g_ptr_array_index(to, i);
+
+        if (m == except)
+            continue;
+        if (b)
+            client_send_blob(m, b);
+        else
+            client_drop_nomem(m, "events");
+    }
+    frame_blob_unref(b);
+}
+
 void
 server_send_room(struct server *s, struct room *r, const cJSON *obj,
                  const struct client *except)
 {
-    size_t len;
-    char *json = msg_encode(obj, &len);
-    guint i;
-
-    struct frame_blob *b;
-    GPtrArray *members;
+    /* Iterate over a copy: a slow consumer leaves the room as we go. */
+    GPtrArray *members = g_ptr_array_copy(r->members, NULL, NULL);
 
     (void)s;
-    if (!json)
-        return;
-    /* One frame shared by every receiver's queue. */
-    b = frame_blob_new(json, len);
-    g_free(json);
-    /* Iterate over a copy: a slow consumer leaves the room as we go. */
-    members = g_ptr_array_copy(r->members, NULL, NULL);
-    for (i = 0; i < members->len; i++)
-        if (g_ptr_array_index(members, i) != except)
-            client_send_blob(g_ptr_array_index(members, i), b);
+    server_fan_out(members, except, obj);
     g_ptr_array_unref(members);
-    frame_blob_unref(b);
 }
 
 void
@@ -543,8 +625,6 @@ server_send_peers(struct server *s, struct client *c, const cJSON *obj,
 {
     GHashTable *seen = g_hash_table_new(g_direct_hash, g_direct_equal);
     GPtrArray *to = g_ptr_array_new();
-    size_t len;
-    char *json;
     guint i, j;
 
     (void)s;
@@ -561,15 +641,7 @@ server_send_peers(struct server *s, struct client *c, const cJSON *obj,
     }
     if (include_self)
         g_ptr_array_insert(to, 0, c);
-    json = msg_encode(obj, &len);
-    if (json) {
-        struct frame_blob *b = frame_blob_new(json, len);
-
-        for (i = 0; i < to->len; i++)
-            client_send_blob(g_ptr_array_index(to, i), b);
-        frame_blob_unref(b);
-    }
-    g_free(json);
+    server_fan_out(to, NULL, obj);
     g_ptr_array_unref(to);
     g_hash_table_destroy(seen);
 }
@@ -712,15 +784,28 @@ static void
 client_take_input(struct client *c, size_t n)
 {
     struct buf view;
+    int rc = CHAT_OK;
 
+    if (c->closing) {
+        /* Frames that follow a close are ignored (PROTOCOL.md 1.4). */
+        buf_cleanup(&c->in);
+        return;
+    }
     if (buf_len(&c->in) > 0) {
-        buf_append(&c->in, c->srv->rx, n); /* n <= buf_room: see below */
-        client_handle_frames(c, &c->in);
+        /* n <= buf_room: see client_read */
+        rc = buf_try_append(&c->in, c->srv->rx, n);
+        if (rc == CHAT_OK)
+            client_handle_frames(c, &c->in);
     } else {
         buf_view(&view, c->srv->rx, n);
         client_handle_frames(c, &view);
         if (!c->closing && buf_len(&view) > 0)
-            buf_append(&c->in, buf_ptr(&view), buf_len(&view));
+            rc = buf_try_append(&c->in, buf_ptr(&view), buf_len(&view));
+    }
+    if (rc == CHAT_ENOMEM) {
+        /* The partial frame cannot be kept, so the stream cannot go on. */
+        buf_cleanup(&c->in);
+        client_drop_nomem(c, "input buffer");
     }
     if (buf_len(&c->in) == 0)
         buf_cleanup(&c->in);
@@ -1169,18 +1254,15 @@ server_shutdown(struct server *s, int deadline_ms)
     int64_t end = server_now() + deadline_ms;
     GPtrArray *all = server_all_clients(s);
     cJSON *bye = msg_build_bye("server shutting down", NULL);
-    size_t len;
-    char *json = msg_encode(bye, &len);
     guint i;
 
     log_info("shutting down: saying bye to %u clients",
              g_hash_table_size(s->clients));
     s->stopping = true;
-    s->bye = json ? frame_blob_new(json, len) : NULL;
+    s->bye = bye ? blob_of(bye) : NULL; /* NULL: nobody gets a bye */
     for (i = 0; i < all->len; i++)
         client_say_bye(g_ptr_array_index(all, i));
     g_ptr_array_unref(all);
-    g_free(json);
     cJSON_Delete(bye);
     /* The listeners stay in the loop: a udp listener reads the acks of the
      * sessions it delivers for, and whoever connects meanwhile is told bye

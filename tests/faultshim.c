@@ -14,6 +14,15 @@
  * seeded xorshift generator, so a run is repeatable for a given seed and
  * order of calls.
  *
+ * Also wrapped: malloc, calloc, realloc and free, so that large
+ * allocations can fail as they do when memory runs out (malloc returns
+ * NULL, errno ENOMEM). Only sizes of at least FAULT_MALLOC_MIN fail, so
+ * that the many small allocations of GLib and libc (which g_malloc turns
+ * into an abort) are left alone while the buffers a peer makes grow (an
+ * input buffer, an output queue, a frame) are hit. The real allocator is
+ * found with dlsym(RTLD_NEXT), which may itself allocate: those first few
+ * requests are served from a static buffer, which free() then ignores.
+ *
  * Environment:
  *   FAULT_RATE       fraction of calls that get a soft fault: a partial
  *                    send or short recv, EINTR or EAGAIN (default 0)
@@ -25,6 +34,11 @@
  *   FAULT_SEED       seed (default 1)
  *   FAULT_LOG        append one line per reset and a summary at exit
  *   FAULT_STOP_FILE  once this file exists, inject nothing more
+ *   FAULT_START_FILE inject nothing until this file exists (so that the
+ *                    process starts cleanly)
+ *   FAULT_MALLOC     fraction of allocations of FAULT_MALLOC_MIN bytes or
+ *                    more that fail (default 0)
+ *   FAULT_MALLOC_MIN smallest size that may fail (default 1)
  *   FAULT_FD_LIMIT   accept4 fails with EMFILE, as a real descriptor limit
  *                    makes it, whenever the lowest free descriptor is at or
  *                    above this number (default 0: no limit). sockchatd fits
@@ -32,7 +46,7 @@
  *                    longer makes accept() fail; this stands for the other
  *                    descriptors a process may hold when it does.
  *
- * Not thread-safe (sockchatd is single-threaded). No allocation.
+ * Not thread-safe (sockchatd is single-threaded). No allocation of its own.
  */
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -46,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +68,8 @@
 #define SHIM_FD_MAX 65536
 #define SHIM_IOV_MAX 1024
 #define SHIM_STOP_CHECK_NS 20000000LL /* look for the stop file every 20 ms */
+#define SHIM_BOOT_BYTES 65536         /* allocations made while resolving */
+#define SHIM_BOOT_ALIGN 16
 
 enum shim_kind {
     SK_PARTIAL = 0,
@@ -73,17 +90,32 @@ static ssize_t (*real_recv)(int, void *, size_t, int);
 static int (*real_accept4)(int, struct sockaddr *, socklen_t *, int);
 static int (*real_close)(int);
 
+static void *(*real_malloc)(size_t);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void (*real_free)(void *);
+
 static struct {
-    bool ready;
-    double rate, reset, accept;
+    bool env_ready, ready;
+    double rate, reset, accept, malloc_rate;
+    size_t malloc_min;
     long max_resets;
     long fd_limit;
     uint64_t rng;
-    const char *log, *stop_file;
-    bool stopped;
-    long long next_stop_check;
+    const char *log, *stop_file, *start_file;
+    bool stopped, started;
+    long long next_stop_check, next_start_check;
     unsigned long calls, faults[SK_COUNT];
+    unsigned long malloc_big, malloc_failed;
 } shim;
+
+/* Memory handed out while dlsym() resolves the real allocator. Each block
+ * is preceded by its size (for realloc); it is never reused or freed. */
+static struct {
+    bool resolving;
+    size_t used;
+    _Alignas(SHIM_BOOT_ALIGN) unsigned char bytes[SHIM_BOOT_BYTES];
+} boot;
 
 static unsigned char shim_reset_fd[SHIM_FD_MAX];
 
@@ -95,26 +127,25 @@ env_double(const char *name, double def)
     return v && *v ? strtod(v, NULL) : def;
 }
 
+/* The settings; safe to call from malloc (getenv and strtod do not
+ * allocate). Before libc has set up the environment there are none yet,
+ * and nothing is injected. */
 static void
-shim_init(void)
+shim_env(void)
 {
+    extern char **environ;
     const char *seed;
 
-    if (shim.ready)
+    if (shim.env_ready || environ == NULL)
         return;
-    real_send =
-        (ssize_t(*)(int, const void *, size_t, int))dlsym(RTLD_NEXT, "send");
-    real_sendmsg = (ssize_t(*)(int, const struct msghdr *, int))dlsym(
-        RTLD_NEXT, "sendmsg");
-    real_recv = (ssize_t(*)(int, void *, size_t, int))dlsym(RTLD_NEXT, "recv");
-    real_accept4 = (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(
-        RTLD_NEXT, "accept4");
-    real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+    shim.env_ready = true;
     shim.rate = env_double("FAULT_RATE", 0);
     shim.reset = env_double("FAULT_RESET", 0);
     shim.accept = env_double("FAULT_ACCEPT", shim.rate);
     shim.max_resets = (long)env_double("FAULT_MAX_RESETS", -1);
     shim.fd_limit = (long)env_double("FAULT_FD_LIMIT", 0);
+    shim.malloc_rate = env_double("FAULT_MALLOC", 0);
+    shim.malloc_min = (size_t)env_double("FAULT_MALLOC_MIN", 1);
     seed = getenv("FAULT_SEED");
     shim.rng = seed && *seed ? strtoull(seed, NULL, 10) : 1;
     /* xorshift must not start at 0; mix the seed a little. */
@@ -123,6 +154,23 @@ shim_init(void)
         shim.rng = 1;
     shim.log = getenv("FAULT_LOG");
     shim.stop_file = getenv("FAULT_STOP_FILE");
+    shim.start_file = getenv("FAULT_START_FILE");
+}
+
+static void
+shim_init(void)
+{
+    if (shim.ready)
+        return;
+    shim_env();
+    real_send =
+        (ssize_t(*)(int, const void *, size_t, int))dlsym(RTLD_NEXT, "send");
+    real_sendmsg = (ssize_t(*)(int, const struct msghdr *, int))dlsym(
+        RTLD_NEXT, "sendmsg");
+    real_recv = (ssize_t(*)(int, void *, size_t, int))dlsym(RTLD_NEXT, "recv");
+    real_accept4 = (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(
+        RTLD_NEXT, "accept4");
+    real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
     shim.ready = true;
 }
 
@@ -152,19 +200,38 @@ shim_shorter(size_t n)
     return 1 + (size_t)(shim_next() % (n - 1));
 }
 
+static long long
+shim_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Between FAULT_START_FILE and FAULT_STOP_FILE (each looked for at most
+ * every 20 ms). */
 static bool
 shim_active(void)
 {
-    struct timespec ts;
     long long now;
 
     if (shim.stopped)
         return false;
-    if (!shim.stop_file)
+    if (!shim.start_file)
+        shim.started = true;
+    if (!shim.stop_file && shim.started)
         return true;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-    if (now >= shim.next_stop_check) {
+    now = shim_now_ns();
+    if (!shim.started) {
+        if (now < shim.next_start_check)
+            return false;
+        shim.next_start_check = now + SHIM_STOP_CHECK_NS;
+        if (access(shim.start_file, F_OK) != 0)
+            return false;
+        shim.started = true;
+    }
+    if (shim.stop_file && now >= shim.next_stop_check) {
         shim.next_stop_check = now + SHIM_STOP_CHECK_NS;
         if (access(shim.stop_file, F_OK) == 0)
             shim.stopped = true;
@@ -197,7 +264,9 @@ shim_log_line(const char *line)
         ssize_t w = write(fd, line, strlen(line));
 
         (void)w;
-        real_close(fd);
+        /* Not close(): this may run from malloc, before real_close is
+         * known, and resolving it could allocate. */
+        syscall(SYS_close, fd);
     }
     errno = saved;
 }
@@ -434,19 +503,146 @@ close(int fd)
     return real_close(fd);
 }
 
+/* ---- allocation ---------------------------------------------------- */
+
+static void *
+boot_alloc(size_t n)
+{
+    size_t at =
+        (boot.used + SHIM_BOOT_ALIGN - 1) & ~(size_t)(SHIM_BOOT_ALIGN - 1);
+
+    /* Room for the size, then the block, both aligned. */
+    if (n > sizeof(boot.bytes) || at > sizeof(boot.bytes) - SHIM_BOOT_ALIGN ||
+        n > sizeof(boot.bytes) - SHIM_BOOT_ALIGN - at)
+        return NULL;
+    memcpy(boot.bytes + at, &n, sizeof(n));
+    boot.used = at + SHIM_BOOT_ALIGN + n;
+    return boot.bytes + at + SHIM_BOOT_ALIGN; /* zeroed: static, never reused */
+}
+
+static bool
+is_boot(const void *p)
+{
+    const unsigned char *q = p;
+
+    return q >= boot.bytes && q < boot.bytes + sizeof(boot.bytes);
+}
+
+/* true once the real allocator is known; false while dlsym() runs (the
+ * caller then serves the request from boot). */
+static bool
+mem_resolve(void)
+{
+    if (real_free)
+        return true;
+    if (boot.resolving)
+        return false;
+    boot.resolving = true;
+    real_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+    real_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+    real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    boot.resolving = false;
+    return real_malloc && real_calloc && real_realloc && real_free;
+}
+
+/* Whether this allocation of n bytes fails. */
+static bool
+mem_fail(size_t n, const char *call)
+{
+    char line[120];
+    int saved = errno;
+
+    shim_env();
+    if (shim.malloc_rate <= 0 || n < shim.malloc_min)
+        return false;
+    shim.malloc_big++;
+    if (!shim_active() || shim_uniform() >= shim.malloc_rate)
+        return false;
+    shim.malloc_failed++;
+    snprintf(line, sizeof(line), "nomem pid=%d call=%s size=%zu\n",
+             (int)getpid(), call, n);
+    shim_log_line(line);
+    errno = saved;
+    return true;
+}
+
+void *
+malloc(size_t n)
+{
+    if (!mem_resolve())
+        return boot_alloc(n);
+    if (mem_fail(n, "malloc")) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return real_malloc(n);
+}
+
+void *
+calloc(size_t k, size_t n)
+{
+    if (n != 0 && k > SIZE_MAX / n) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (!mem_resolve())
+        return boot_alloc(k * n);
+    if (mem_fail(k * n, "calloc")) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return real_calloc(k, n);
+}
+
+void *
+realloc(void *p, size_t n)
+{
+    if (p != NULL && is_boot(p)) {
+        size_t old;
+        void *q;
+
+        memcpy(&old, (unsigned char *)p - SHIM_BOOT_ALIGN, sizeof(old));
+        q = malloc(n);
+        if (q != NULL)
+            memcpy(q, p, old < n ? old : n);
+        return q;
+    }
+    if (!mem_resolve())
+        return p == NULL ? boot_alloc(n) : NULL;
+    if (n > 0 && mem_fail(n, "realloc")) {
+        errno = ENOMEM; /* p stays allocated, as with a real failure */
+        return NULL;
+    }
+    return real_realloc(p, n);
+}
+
+void
+free(void *p)
+{
+    if (p == NULL || is_boot(p))
+        return;
+    if (mem_resolve())
+        real_free(p);
+}
+
 __attribute__((destructor)) static void
 shim_summary(void)
 {
     char line[300];
     int n, i;
 
-    if (!shim.ready)
+    if (!shim.ready && shim.malloc_big == 0)
         return;
     n = snprintf(line, sizeof(line), "summary pid=%d calls=%lu", (int)getpid(),
                  shim.calls);
     for (i = 0; i < SK_COUNT && n > 0 && (size_t)n < sizeof(line); i++)
         n += snprintf(line + n, sizeof(line) - (size_t)n, " %s=%lu",
                       shim_kind_names[i], shim.faults[i]);
+    if (n > 0 && (size_t)n < sizeof(line))
+        n += snprintf(line + n, sizeof(line) - (size_t)n,
+                      " malloc_big=%lu malloc_failed=%lu", shim.malloc_big,
+                      shim.malloc_failed);
     if (n > 0 && (size_t)n < sizeof(line) - 1) {
         line[n] = '\n';
         line[n + 1] = '\0';

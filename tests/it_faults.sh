@@ -22,6 +22,17 @@
 #     others see it quit with "connection reset", whether the reset met a
 #     send or a recv), the server answers probes afterwards and exits 0.
 #     Two seeds.
+# c.  The shim makes every allocation of 256 KiB or more fail (malloc,
+#     calloc, realloc; GLib's and libc's own are smaller). Four clients
+#     (a perl script) make the server need such an allocation: a 600000-
+#     byte frame sent in pieces (its input buffer), 30000 pings whose pongs
+#     are never read (its output queue's ring), and two joins of a room
+#     whose history is 60 messages of 8000 escaped bytes (the reply). Each
+#     must get error server_full and be closed, a member of its room must
+#     see it quit with "out of memory", and the server must log it; while
+#     20 other clients chat with every delivery checked, the server stays
+#     up and exits 0 on SIGTERM. Skipped without perl, and under
+#     SOCKCHATD_WRAPPER (valgrind's malloc comes before the shim's).
 #
 # Exit 77 when bench/soak or tests/faultshim.so is not built.
 set -u
@@ -242,6 +253,280 @@ for seed in 11 12; do
         [ "${n:-0}" -gt 0 ] || fail "b$seed: no $k fault was injected"
     done
 done
+
+# ---- c. allocation failure --------------------------------------------------
+echo "== c: allocations of 256 KiB or more fail; 4 clients need them, 20 chat"
+started=skip
+if ! command -v perl >/dev/null 2>&1; then
+    echo "SKIP c: no perl for the clients that make the server allocate"
+elif [ -n "$wrapper" ]; then
+    # valgrind preloads its own malloc ahead of the shim's: nothing fails.
+    echo "SKIP c: under $wrapper the shim cannot make malloc fail"
+else
+    cat >"$tmp/hog.pl" <<'PERL'
+# hog.pl PORT-FILE: clients whose traffic makes sockchatd allocate large
+# buffers (tests/it_faults.sh c). Prints one line per client with what
+# ended its session, then the watcher's view. Loopback and unix only.
+use strict;
+use warnings;
+use Fcntl;
+use Socket;
+
+$SIG{PIPE} = 'IGNORE';
+
+my ($portfile) = @ARGV;
+my ($tcp_port, $unix_path);
+open(my $pf, '<', $portfile) or die "cannot read $portfile: $!";
+while (<$pf>) {
+    $tcp_port = $1 if !defined $tcp_port && m{^tcp://127\.0\.0\.1:(\d+)};
+    $unix_path = $1 if !defined $unix_path && m{^unix://(/\S+)};
+}
+close $pf;
+die "no tcp or unix endpoint in $portfile\n"
+    unless defined $tcp_port && defined $unix_path;
+
+my %rx; # socket -> bytes read and not yet framed
+
+sub conn {
+    my ($kind, $rcvbuf) = @_;
+    my $s;
+    if ($kind eq 'unix') {
+        socket($s, PF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+        connect($s, pack_sockaddr_un($unix_path)) or die "connect: $!";
+    } else {
+        socket($s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+        setsockopt($s, SOL_SOCKET, SO_RCVBUF, pack('i', $rcvbuf)) if $rcvbuf;
+        connect($s, pack_sockaddr_in($tcp_port, inet_aton('127.0.0.1')))
+            or die "connect: $!";
+    }
+    binmode $s;
+    fcntl($s, F_SETFL, fcntl($s, F_GETFL, 0) | O_NONBLOCK) or die "fcntl: $!";
+    $rx{$s} = '';
+    return $s;
+}
+
+sub writable {
+    my ($s, $secs) = @_;
+    my $win = '';
+    vec($win, fileno($s), 1) = 1;
+    return select(undef, $win, undef, $secs) > 0;
+}
+
+# Write all of $bytes; 0 if the stream fails or takes nothing for $secs
+# (default 5).
+sub put {
+    my ($s, $bytes, $secs) = @_;
+    my $off = 0;
+    while ($off < length $bytes) {
+        my $n = syswrite($s, $bytes, length($bytes) - $off, $off);
+        if (defined $n) {
+            $off += $n;
+        } elsif (!$!{EAGAIN} || !writable($s, $secs // 5)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+sub frame { return pack('N', length $_[0]) . $_[0] }
+
+sub readable {
+    my ($s, $secs) = @_;
+    my $rin = '';
+    vec($rin, fileno($s), 1) = 1;
+    return select($rin, undef, undef, $secs) > 0;
+}
+
+# The next frame's JSON text; '' at end of stream, undef on timeout.
+sub next_frame {
+    my ($s, $secs) = @_;
+    my $end = time + $secs;
+    for (;;) {
+        if (length $rx{$s} >= 4) {
+            my $n = unpack('N', $rx{$s});
+            if (length $rx{$s} >= 4 + $n) {
+                my $f = substr($rx{$s}, 4, $n);
+                $rx{$s} = substr($rx{$s}, 4 + $n);
+                return $f;
+            }
+        }
+        my $left = $end - time;
+        return undef if $left <= 0 || !readable($s, $left);
+        my $n = sysread($s, my $chunk, 65536);
+        next if !defined $n && $!{EAGAIN};
+        return '' if !defined $n || $n == 0;
+        $rx{$s} .= $chunk;
+    }
+}
+
+sub field {
+    my ($json, $key) = @_;
+    return $json =~ /"\Q$key\E":"((?:[^"\\]|\\.)*)"/ ? $1 : '';
+}
+
+# Frames until one of type $type; undef if the stream ends or stalls.
+sub expect_type {
+    my ($s, $type, $secs) = @_;
+    for (;;) {
+        my $f = next_frame($s, $secs);
+        return undef if !defined $f || $f eq '';
+        return $f if field($f, 'type') eq $type;
+    }
+}
+
+# Read to the end of the stream: the code of the last error seen, or
+# "none", or "stalled".
+sub ending {
+    my ($s, $secs) = @_;
+    my $code = 'none';
+    for (;;) {
+        my $f = next_frame($s, $secs);
+        return 'stalled' unless defined $f;
+        last if $f eq '';
+        $code = field($f, 'code') if field($f, 'type') eq 'error';
+    }
+    close $s;
+    return $code;
+}
+
+sub hello {
+    my ($nick, $kind, $rcvbuf) = @_;
+    my $s = conn($kind, $rcvbuf);
+    put($s, frame(qq({"type":"hello","version":1,"nick":"$nick"})));
+    expect_type($s, 'welcome', 5) or die "$nick: no welcome\n";
+    return $s;
+}
+
+sub join_hog {
+    my ($s) = @_;
+    put($s, frame(q({"type":"join","room":"#hog"})));
+    return expect_type($s, 'room', 5);
+}
+
+my @quits; # what the watcher saw: nick=reason
+sub watch {
+    my ($w, $secs) = @_;
+    while (defined(my $f = next_frame($w, $secs))) {
+        last if $f eq '';
+        push @quits, field($f, 'nick') . '=' . field($f, 'reason')
+            if field($f, 'type') eq 'quit';
+    }
+}
+
+my $w = hello('hogwatch', 'tcp');
+join_hog($w) or die "watcher: no room\n";
+
+# 1. A frame of 600000 bytes sent in pieces: the server keeps the partial
+# frame in the client's input buffer, which doubles as it fills.
+my $a = hello('hogframe', 'tcp');
+join_hog($a) or die "hogframe: no room\n";
+put($a, pack('N', 600000));
+for (my $sent = 0; $sent < 600000 && !readable($a, 0.02); $sent += 15000) {
+    last unless put($a, 'x' x 15000);
+}
+print "hogframe: ", ending($a, 5), "\n";
+watch($w, 0.5);
+
+# 2. A client that sends pings and does not read the pongs: its output
+# queue grows by one entry per pong. Its writes stop once the server,
+# having dropped it, no longer reads; then it reads to the end.
+$a = hello('hogqueue', 'unix');
+join_hog($a) or die "hogqueue: no room\n";
+my $id = 'i' x 60;
+my $ping = frame(qq({"type":"ping","id":"$id","token":"t") . ('t' x 60) . '"}');
+my $burst = $ping x 200;
+for (1 .. 150) {
+    last unless put($a, $burst, 0.3);
+}
+print "hogqueue: ", ending($a, 10), "\n";
+watch($w, 0.5);
+
+# 3. A room history of large messages, then two clients join it: each
+# join's reply (the history) is one large frame.
+my $text = '\\\\' x 4000; # 4000 backslashes, escaped twice on the wire
+for my $k (1 .. 60) {
+    put($w, frame(qq({"type":"say","room":"#hog","text":"$text"})));
+    for (;;) {
+        my $f = next_frame($w, 5);
+        die "watcher: no echo of say $k\n" if !defined $f || $f eq '';
+        last if field($f, 'type') eq 'message';
+    }
+}
+for my $nick ('hogjoin1', 'hogjoin2') {
+    $a = hello($nick, 'tcp');
+    put($a, frame(q({"type":"join","room":"#hog"})));
+    print "$nick: ", ending($a, 5), "\n";
+}
+watch($w, 0.5);
+
+# The watcher is still served.
+put($w, frame(q({"type":"ping","token":"alive"})));
+print "watcher: ", (expect_type($w, 'pong', 5) ? 'alive' : 'lost'), "\n";
+watch($w, 0.2);
+print "quits: ", join(' ', sort @quits), "\n";
+put($w, frame(q({"type":"quit"})));
+close $w;
+PERL
+    rm -f "$tmp/allocs.log" "$tmp/start" "$tmp/stop"
+    server_env="LD_PRELOAD=$shim FAULT_MALLOC=1 FAULT_MALLOC_MIN=262144
+        FAULT_START_FILE=$tmp/start FAULT_STOP_FILE=$tmp/stop
+        FAULT_LOG=$tmp/allocs.log"
+    # --rate 0 for the pings, a frame and a queue that may grow past the
+    # failing size; the shim waits for the start file, so that the server
+    # starts cleanly.
+    start_server nomem 0 --rate 0 --max-frame 1048576 --max-queue 8388608
+    started=$?
+    server_env=
+fi
+if [ "$started" = skip ]; then
+    : # said above
+elif [ "$started" -ne 0 ]; then
+    fail "c: the server did not start"
+else
+    touch "$tmp/start"
+    "$soak" --port-file "$tmp/nomem.ports" --calm --clients 20 --rooms 2 \
+        --seconds $((8 * scale)) --act-ms 150 --seed 13 \
+        --fault-stop-file "$tmp/stop" --settle 0 --rss-margin-pct -1 \
+        --quiet --max-wait $((40 * scale)) \
+        >"$tmp/nomem.out" 2>"$tmp/nomem.err" &
+    soak_pid=$!
+    sleep 1
+    perl "$tmp/hog.pl" "$tmp/nomem.ports" >"$tmp/hog.out" 2>"$tmp/hog.err"
+    hog_status=$?
+    [ -e "$tmp/stop" ] &&
+        fail "c: the soak ended before the clients that need memory did"
+    wait "$soak_pid"
+    soak_status=$?
+    cat "$tmp/nomem.out"
+    grep '^FAIL' "$tmp/nomem.err" | head -10
+    cat "$tmp/hog.out" "$tmp/hog.err"
+    stop_server
+    [ "$soak_status" -eq 0 ] || fail "c: soak status $soak_status"
+    if [ "$status" -ne 0 ]; then
+        fail "c: server exit status $status"
+        tail -2 "$tmp/nomem.log"
+    fi
+    [ "$hog_status" -eq 0 ] || fail "c: hog.pl status $hog_status"
+    for who in hogframe hogqueue hogjoin1 hogjoin2; do
+        grep -q "^$who: server_full\$" "$tmp/hog.out" ||
+            fail "c: $who did not end with error server_full"
+        grep -q "^quits:.* $who=out of memory" "$tmp/hog.out" ||
+            fail "c: its room did not see $who quit with \"out of memory\""
+    done
+    grep -q '^watcher: alive$' "$tmp/hog.out" ||
+        fail "c: the member that saw them go was not served afterwards"
+    drops=$(grep -c 'out of memory for its' "$tmp/nomem.log")
+    left=$(grep -c 'left: out of memory$' "$tmp/nomem.log")
+    failed_allocs=$(grep -c '^nomem ' "$tmp/allocs.log" 2>/dev/null)
+    summary=$(grep '^summary ' "$tmp/allocs.log" 2>/dev/null | tail -1)
+    echo "shim: $summary"
+    echo "allocations failed: $failed_allocs, clients dropped: $drops" \
+        "(seen to leave: $left)"
+    grep 'out of memory for its' "$tmp/nomem.log"
+    [ "$drops" -eq 4 ] || fail "c: $drops clients dropped for memory, not 4"
+    [ "$left" -eq 4 ] || fail "c: $left quits for memory logged, not 4"
+    [ "$failed_allocs" -ge 4 ] || fail "c: only $failed_allocs allocations failed"
+fi
 
 [ $failed -eq 0 ] && echo "PASS" || echo "FAILED"
 exit $failed

@@ -3,12 +3,35 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <glib.h>
 
 #include "buf.h"
 #include "err.h"
+
+/* Allocation failure without a hook in common/: this program's own
+ * g_try_realloc() takes the place of GLib's for buf.c linked into it, and
+ * fails for sizes of at least fail_min, as tests/faultshim.c makes malloc
+ * fail for the server. */
+static size_t fail_min = SIZE_MAX;
+static unsigned fail_count;
+
+gpointer
+g_try_realloc(gpointer mem, gsize n)
+{
+    if (n >= fail_min) {
+        fail_count++;
+        return NULL;
+    }
+    if (n == 0) {
+        free(mem);
+        return NULL;
+    }
+    return realloc(mem, n);
+}
 
 /* xorshift32: a fixed, portable pseudo-random sequence. */
 static uint32_t
@@ -350,6 +373,93 @@ test_buf_random_interleave_matches_reference(void **state)
     buf_cleanup(&b);
 }
 
+/* A growth that fails leaves the buffer as it was: same bytes, same
+ * room, and a later growth works. */
+static void
+test_buf_try_append_fails_cleanly_without_memory(void **state)
+{
+    struct buf b;
+    uint8_t in[2000];
+
+    (void)state;
+    fill_pattern(in, sizeof(in), 11);
+    buf_init(&b, 4096);
+    assert_int_equal(buf_try_append(&b, in, 300), CHAT_OK); /* 512 bytes */
+    buf_consume(&b, 100); /* unread bytes now start past the front */
+    fail_min = 1024;
+    fail_count = 0;
+    assert_int_equal(buf_try_append(&b, in + 300, 700), CHAT_ENOMEM);
+    assert_int_equal(fail_count, 1);
+    assert_int_equal(buf_len(&b), 200);
+    assert_int_equal(buf_room(&b), 4096 - 200);
+    assert_memory_equal(buf_ptr(&b), in + 100, 200);
+    /* What fits in the storage it has still goes in. */
+    assert_int_equal(buf_try_append(&b, in + 300, 300), CHAT_OK);
+    assert_int_equal(buf_len(&b), 500);
+    assert_memory_equal(buf_ptr(&b), in + 100, 500);
+    /* The cap is still checked first. */
+    assert_int_equal(buf_try_append(&b, in, 4000), CHAT_EFULL);
+    fail_min = SIZE_MAX;
+    assert_int_equal(buf_try_append(&b, in + 600, 1400), CHAT_OK);
+    assert_int_equal(buf_len(&b), 1900);
+    assert_memory_equal(buf_ptr(&b), in + 100, 1900);
+    buf_cleanup(&b);
+}
+
+/* The first allocation can fail too: nothing is held afterwards. */
+static void
+test_buf_try_append_first_allocation_fails(void **state)
+{
+    struct buf b;
+    uint8_t in[16] = {0};
+
+    (void)state;
+    buf_init(&b, 100);
+    fail_min = 1;
+    assert_int_equal(buf_try_append(&b, in, sizeof(in)), CHAT_ENOMEM);
+    assert_null(buf_ptr(&b));
+    assert_int_equal(buf_len(&b), 0);
+    fail_min = SIZE_MAX;
+    assert_int_equal(buf_try_append(&b, in, sizeof(in)), CHAT_OK);
+    buf_cleanup(&b);
+}
+
+/* buf_reserve() gives NULL when the storage cannot grow, with room left
+ * (which tells it from a full buffer), and the buffer as it was. */
+static void
+test_buf_reserve_null_without_memory(void **state)
+{
+    struct buf b;
+    uint8_t in[600];
+    size_t avail = 0;
+    uint8_t *p;
+
+    (void)state;
+    fill_pattern(in, sizeof(in), 5);
+    buf_init(&b, 8192);
+    assert_int_equal(buf_try_append(&b, in, 500), CHAT_OK);
+    fail_min = 1024;
+    avail = 99;
+    p = buf_reserve(&b, 4096, &avail);
+    assert_null(p);
+    assert_int_equal(avail, 0);
+    assert_true(buf_room(&b) > 0);
+    assert_int_equal(buf_len(&b), 500);
+    assert_memory_equal(buf_ptr(&b), in, 500);
+    /* Space the storage already has is still lent. */
+    p = buf_reserve(&b, 12, &avail);
+    assert_non_null(p);
+    assert_int_equal(avail, 12);
+    memcpy(p, in + 500, 12);
+    buf_commit(&b, 12);
+    assert_memory_equal(buf_ptr(&b), in, 512);
+    fail_min = SIZE_MAX;
+    p = buf_reserve(&b, 4096, &avail);
+    assert_non_null(p);
+    assert_true(avail >= 4096);
+    buf_cleanup(&b);
+}
+
 int
 main(void)
 {
@@ -363,6 +473,9 @@ main(void)
         cmocka_unit_test(test_buf_grow_keeps_bytes),
         cmocka_unit_test(test_buf_grow_to_exact_cap),
         cmocka_unit_test(test_buf_random_interleave_matches_reference),
+        cmocka_unit_test(test_buf_try_append_fails_cleanly_without_memory),
+        cmocka_unit_test(test_buf_try_append_first_allocation_fails),
+        cmocka_unit_test(test_buf_reserve_null_without_memory),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
