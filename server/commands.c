@@ -343,7 +343,7 @@ static void
 cmd_say(struct client *c, const struct msg_request *req)
 {
     struct room *r = room_of_member(c, req);
-    cJSON *ev, *mine = NULL;
+    int64_t now = msg_now_ms();
     size_t len = 0, mine_len = 0;
     char *json = NULL, *mine_json = NULL;
     struct frame_blob *shared;
@@ -354,16 +354,15 @@ cmd_say(struct client *c, const struct msg_request *req)
         return;
     /* The seq is taken only once the event is known to go out, so that a
      * refused message leaves no gap that reads as a lost one. */
-    ev = msg_build_message(r->name, NULL, c->nick, req->text, req->action,
-                           msg_now_ms(), r->seq + 1);
-    json = msg_encode(ev, &len);
+    json = msg_encode_message(r->name, NULL, c->nick, req->text, req->action,
+                              now, r->seq + 1, NULL, &len);
     /* One encoding for everyone; the sender's copy carries its id, and
-     * both must fit max_frame. */
-    if (json && req->id) {
-        mine = cJSON_Duplicate(ev, 1);
-        msg_add_id(mine, req->id);
-        mine_json = msg_encode(mine, &mine_len);
-    }
+     * both must fit max_frame. Encoded straight to text: this runs for
+     * every message (msg_encode_message). */
+    if (json && req->id)
+        mine_json = msg_encode_message(r->name, NULL, c->nick, req->text,
+                                       req->action, now, r->seq + 1, req->id,
+                                       &mine_len);
     if (!json || (req->id && !mine_json) ||
         !fits_frame(c, req, MAX(len, mine_len)))
         goto out;
@@ -397,8 +396,6 @@ cmd_say(struct client *c, const struct msg_request *req)
 out:
     g_free(json);
     g_free(mine_json);
-    cJSON_Delete(mine);
-    cJSON_Delete(ev);
 }
 
 static void
