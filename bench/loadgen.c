@@ -1804,13 +1804,16 @@ on_readable(struct lg *g, struct conn *c, unit_fn fn)
 }
 
 /* --secure: every frame opened before on_frame sees it; the first one is
- * the plain answer to the secure request. */
+ * the plain answer to the secure request. A sealed frame holds one message
+ * or a batch of them (doc/SECURE.md section 5). */
 static void
 on_sealed(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
 {
     uint8_t *plain = NULL;
-    size_t plen = 0;
+    const uint8_t *msg;
+    size_t plen = 0, off = 0, mlen;
     bool final = false;
+    int rc = CHAT_EAGAIN;
 
     if (!c->sealed) {
         tp_secure_reply(g, c, p, n);
@@ -1822,10 +1825,18 @@ on_sealed(struct lg *g, struct conn *c, const char *p, size_t n, int64_t now)
         conn_kill(g, c, "a sealed frame did not open");
         return;
     }
-    if (plen > 0)
-        on_frame(g, c, (const char *)plain, plen, now);
+    while (c->state != CS_DEAD &&
+           (rc = secure_plain_next(plain, plen, &off, &msg, &mlen)) == CHAT_OK)
+        on_frame(g, c, (const char *)msg, mlen, now);
     g_free(plain);
-    if (final && c->state != CS_DEAD)
+    if (c->state == CS_DEAD)
+        return;
+    if (rc == CHAT_EPROTO) {
+        g->err.proto_errors++;
+        conn_kill(g, c, "a sealed batch was malformed");
+        return;
+    }
+    if (final)
         conn_kill(g, c, "the server ended the secure session");
 }
 

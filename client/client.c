@@ -1525,13 +1525,16 @@ client_handshake(struct client *c, const uint8_t *p, size_t n)
 }
 
 /* One frame payload from the server: the handshake reply, a plain
- * message, or a sealed one to open first. */
+ * message, or a sealed one to open first. A sealed frame holds one message
+ * or a batch of them (doc/SECURE.md section 5), handled in order. */
 static void
 client_frame(struct client *c, const uint8_t *body, size_t len)
 {
     uint8_t *plain = NULL;
-    size_t plen = 0;
+    const uint8_t *msg;
+    size_t plen = 0, off = 0, mlen;
     bool final = false;
+    int rc = CHAT_EAGAIN;
 
     if (c->sec_wait) {
         client_handshake(c, body, len);
@@ -1551,10 +1554,19 @@ client_frame(struct client *c, const uint8_t *body, size_t len)
     }
     if (final)
         c->peer_final = true;
-    if (plen > 0)
-        client_handle(c, plain, plen);
+    while (c->state != CLIENT_CLOSED &&
+           (rc = secure_plain_next(plain, plen, &off, &msg, &mlen)) == CHAT_OK)
+        client_handle(c, msg, mlen);
     g_free(plain);
-    if (final && c->state != CLIENT_CLOSED) {
+    if (c->state == CLIENT_CLOSED)
+        return;
+    if (rc == CHAT_EPROTO) {
+        client_close(c, CLIENT_EXIT_CLOSED,
+                     "secure session failed: the server sent a malformed "
+                     "batch");
+        return;
+    }
+    if (final) {
         if (c->bye_seen)
             client_close_bye(c, c->bye_reason);
         else

@@ -8,6 +8,7 @@
 #include <glib.h>
 
 #include "err.h"
+#include "frame.h"
 
 #define B64_VARIANT sodium_base64_VARIANT_ORIGINAL
 #define CTX_LEN (sizeof(SECURE_CTX_SERVER) - 1)
@@ -384,43 +385,207 @@ secure_sealed_len(const struct secure_session *s, size_t n)
     return n + o;
 }
 
+/* Can s seal one more frame? */
+static bool
+can_seal(const struct secure_session *s)
+{
+    return s != NULL && s->established && !s->tx_final;
+}
+
+/* Seal n bytes of plain (n checked by the caller against MESSAGEBYTES_MAX)
+ * into out, which holds overhead(s) + n bytes. Cannot fail. */
+static void
+seal_into(struct secure_session *s, const void *plain, size_t n, bool final,
+          uint8_t *out)
+{
+    unsigned char tag;
+
+    if (!s->header_sent) {
+        memcpy(out, s->header, SECURE_HEADER_BYTES);
+        out += SECURE_HEADER_BYTES;
+    }
+    if (plain == NULL)
+        plain = ""; /* n == 0: never hand libsodium a NULL source */
+    tag = final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+                : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE;
+    crypto_secretstream_xchacha20poly1305_push(
+        &s->k->push, out, NULL, (const unsigned char *)plain, n, NULL, 0, tag);
+    s->header_sent = true;
+    if (final) {
+        s->tx_final = true;
+        sodium_memzero(&s->k->push, sizeof(s->k->push));
+    }
+}
+
 int
 secure_seal(struct secure_session *s, const void *plain, size_t n, bool final,
             uint8_t **out, size_t *out_len)
 {
     uint8_t *buf = NULL;
-    uint8_t *p;
     size_t o;
-    unsigned char tag;
 
     *out = NULL;
     *out_len = 0;
-    if (s == NULL || !s->established || s->tx_final || (plain == NULL && n > 0))
+    if (!can_seal(s) || (plain == NULL && n > 0))
         return CHAT_EPROTO;
     o = overhead(s);
     if (n > crypto_secretstream_xchacha20poly1305_MESSAGEBYTES_MAX ||
         n > SIZE_MAX - o)
         return CHAT_ETOOBIG;
     buf = g_malloc(n + o);
-    p = buf;
-    if (!s->header_sent) {
-        memcpy(p, s->header, SECURE_HEADER_BYTES);
-        p += SECURE_HEADER_BYTES;
-    }
-    if (plain == NULL)
-        plain = ""; /* n == 0: never hand libsodium a NULL source */
-    tag = final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
-                : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE;
-    /* Cannot fail for n under MESSAGEBYTES_MAX (checked above). */
-    crypto_secretstream_xchacha20poly1305_push(
-        &s->k->push, p, NULL, (const unsigned char *)plain, n, NULL, 0, tag);
-    s->header_sent = true;
-    if (final) {
-        s->tx_final = true;
-        sodium_memzero(&s->k->push, sizeof(s->k->push));
-    }
+    seal_into(s, plain, n, final, buf);
     *out = buf;
     *out_len = n + o;
+    return CHAT_OK;
+}
+
+/* ---- batches -------------------------------------------------------- */
+
+/* An inner frame's length is an outer frame's header (PROTOCOL.md 1.1). */
+G_STATIC_ASSERT(SECURE_BATCH_LEN_BYTES == FRAME_HDR);
+
+static uint32_t
+load_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           (uint32_t)p[3];
+}
+
+/* The inner frame of a batch at off: CHAT_OK with its message's length in
+ * *len, or CHAT_EPROTO if it is not a whole inner frame of pt. */
+static int
+inner_frame(const uint8_t *pt, size_t n, size_t off, size_t *len)
+{
+    uint32_t l;
+
+    *len = 0;
+    if (off > n || n - off < SECURE_BATCH_LEN_BYTES)
+        return CHAT_EPROTO;
+    l = load_be32(pt + off);
+    off += SECURE_BATCH_LEN_BYTES;
+    /* Checked before looking at the body: n - off cannot underflow. */
+    if (l == 0 || l > n - off)
+        return CHAT_EPROTO;
+    *len = l;
+    return CHAT_OK;
+}
+
+/* The whole batch pt is well formed: at least one inner frame, each of at
+ * least one byte, exactly filling it. */
+static bool
+batch_valid(const uint8_t *pt, size_t n)
+{
+    size_t off = 1, len;
+
+    if (n <= off)
+        return false; /* the mark alone */
+    while (off < n) {
+        if (inner_frame(pt, n, off, &len) != CHAT_OK)
+            return false;
+        off += SECURE_BATCH_LEN_BYTES + len;
+    }
+    return true;
+}
+
+int
+secure_plain_next(const uint8_t *pt, size_t n, size_t *off, const uint8_t **msg,
+                  size_t *msg_len)
+{
+    size_t len;
+
+    *msg = NULL;
+    *msg_len = 0;
+    if (*off > n || (pt == NULL && n > 0))
+        return CHAT_EPROTO;
+    if (*off == n)
+        return CHAT_EAGAIN; /* the end, or an empty plaintext */
+    if (pt[0] != SECURE_BATCH_MARK) {
+        /* One message, the whole plaintext. */
+        if (*off != 0)
+            return CHAT_EPROTO;
+        *msg = pt;
+        *msg_len = n;
+        *off = n;
+        return CHAT_OK;
+    }
+    if (*off == 0) {
+        /* Nothing of a malformed batch may be delivered: check it all
+         * before handing out the first message. */
+        if (!batch_valid(pt, n))
+            return CHAT_EPROTO;
+        *off = 1;
+    }
+    if (inner_frame(pt, n, *off, &len) != CHAT_OK)
+        return CHAT_EPROTO;
+    *msg = pt + *off + SECURE_BATCH_LEN_BYTES;
+    *msg_len = len;
+    *off += SECURE_BATCH_LEN_BYTES + len;
+    return CHAT_OK;
+}
+
+size_t
+secure_batch_plain_len(const struct iovec *msgs, size_t count)
+{
+    size_t total = 1, i;
+
+    for (i = 0; i < count; i++) {
+        if (msgs[i].iov_len > SIZE_MAX - SECURE_BATCH_LEN_BYTES ||
+            total > SIZE_MAX - SECURE_BATCH_LEN_BYTES - msgs[i].iov_len)
+            return SIZE_MAX;
+        total += SECURE_BATCH_LEN_BYTES + msgs[i].iov_len;
+    }
+    return total;
+}
+
+size_t
+secure_batch_sealed_len(const struct secure_session *s,
+                        const struct iovec *msgs, size_t count)
+{
+    size_t n = secure_batch_plain_len(msgs, count);
+
+    if (n == SIZE_MAX)
+        return SIZE_MAX;
+    return secure_sealed_len(s, n);
+}
+
+int
+secure_seal_batch(struct secure_session *s, const struct iovec *msgs,
+                  size_t count, bool final, GByteArray *scratch, uint8_t *out,
+                  size_t out_cap, size_t *out_len)
+{
+    GByteArray *plain = scratch;
+    uint8_t *p;
+    size_t n, want, i;
+
+    *out_len = 0;
+    if (!can_seal(s) || count == 0 || msgs == NULL || out == NULL)
+        return CHAT_EPROTO;
+    for (i = 0; i < count; i++) {
+        if (msgs[i].iov_base == NULL || msgs[i].iov_len == 0)
+            return CHAT_EPROTO;
+        if (msgs[i].iov_len > UINT32_MAX)
+            return CHAT_ETOOBIG;
+    }
+    n = secure_batch_plain_len(msgs, count);
+    want = secure_sealed_len(s, n);
+    if (n > crypto_secretstream_xchacha20poly1305_MESSAGEBYTES_MAX ||
+        n > G_MAXUINT || want > out_cap)
+        return CHAT_ETOOBIG;
+    if (plain == NULL)
+        plain = g_byte_array_sized_new((guint)n);
+    g_byte_array_set_size(plain, (guint)n);
+    p = plain->data;
+    *p++ = SECURE_BATCH_MARK;
+    for (i = 0; i < count; i++) {
+        frame_put_header(p, (uint32_t)msgs[i].iov_len);
+        p += SECURE_BATCH_LEN_BYTES;
+        memcpy(p, msgs[i].iov_base, msgs[i].iov_len);
+        p += msgs[i].iov_len;
+    }
+    seal_into(s, plain->data, n, final, out);
+    *out_len = want;
+    if (plain != scratch)
+        g_byte_array_unref(plain);
     return CHAT_OK;
 }
 

@@ -11,6 +11,10 @@
  *
  * Sealed frames: the first frame each side sends is its 24-byte stream header
  * followed by one sealed message; every later frame is one sealed message.
+ * The plaintext of a sealed message is one JSON message, or a batch: the
+ * byte SECURE_BATCH_MARK, then one or more inner frames (4-byte big-endian
+ * length L >= 1, then L bytes of one JSON message) exactly filling it.
+ * Receivers walk every opened plaintext with secure_plain_next().
  * TAG_FINAL marks a side's last frame. Any frame that does not open (bit
  * flipped, truncated, replayed, reordered, after TAG_FINAL, unknown tag) ends
  * the receiving direction for good: every later secure_open() fails too.
@@ -24,7 +28,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/uio.h>
+
 #include <cjson/cJSON.h>
+#include <glib.h>
 #include <sodium.h>
 
 #define SECURE_VERSION 1
@@ -43,6 +50,11 @@
 /* Most bytes a sealed frame adds to its plaintext (the first frame). A
  * plaintext of at most max_frame - SECURE_OVERHEAD_MAX always fits. */
 #define SECURE_OVERHEAD_MAX (SECURE_HEADER_BYTES + SECURE_ABYTES) /* 41 */
+/* A batch plaintext: this byte (never the first byte of a JSON text), then
+ * per message a SECURE_BATCH_LEN_BYTES big-endian length and the message.
+ * A batch of messages m1..mk has 1 + sum(4 + len(mi)) plaintext bytes. */
+#define SECURE_BATCH_MARK 0x00
+#define SECURE_BATCH_LEN_BYTES 4
 
 struct secure_session; /* opaque; key material lives in sodium_malloc memory */
 
@@ -96,8 +108,10 @@ bool secure_rx_finished(const struct secure_session *s);
 size_t secure_sealed_len(const struct secure_session *s, size_t n);
 
 /*
- * Seal n bytes of plain (a serialized JSON object) as the next frame
- * payload; final marks this side's last frame (TAG_FINAL).
+ * Seal n bytes of plain as the next frame payload: a serialized JSON
+ * object, or a whole batch plaintext (it is sealed as it is, so a relay may
+ * forward an opened batch with this). final marks this side's last frame
+ * (TAG_FINAL).
  * CHAT_OK: *out (g_free it) holds *out_len bytes to frame and send.
  * CHAT_EPROTO: not established, or TAG_FINAL already sent (nothing sealed).
  * CHAT_ETOOBIG: n too large for any frame. Out-params cleared on entry.
@@ -116,6 +130,52 @@ int secure_seal(struct secure_session *s, const void *plain, size_t n,
  */
 int secure_open(struct secure_session *s, const uint8_t *in, size_t n,
                 uint8_t **out, size_t *out_len, bool *final);
+
+/*
+ * Iterate the messages of a plaintext pt of n bytes that secure_open()
+ * returned (doc/SECURE.md section 5). Start with *off = 0 and call until
+ * the result is not CHAT_OK.
+ * CHAT_OK: *msg (borrowed from pt, NOT NUL-terminated) holds *msg_len >= 1
+ * bytes of the next message, to be checked as a plain payload.
+ * CHAT_EAGAIN: no more messages (an empty plaintext holds none).
+ * CHAT_EPROTO: pt is a malformed batch (the mark alone, a length of 0, a
+ * truncated length or message, bytes left over) or *off is not a position
+ * this function gave. The whole batch is checked on the first call, so a
+ * malformed batch yields CHAT_EPROTO before any of its messages: the
+ * receiver delivers nothing from it and ends the session (secure_failed).
+ * *msg and *msg_len are cleared on entry; *off moves past each message.
+ */
+int secure_plain_next(const uint8_t *pt, size_t n, size_t *off,
+                      const uint8_t **msg, size_t *msg_len);
+
+/* Plaintext length of a batch of the count messages in msgs:
+ * 1 + sum(SECURE_BATCH_LEN_BYTES + iov_len). SIZE_MAX on overflow. */
+size_t secure_batch_plain_len(const struct iovec *msgs, size_t count);
+
+/* Exact payload length secure_seal_batch() will produce next for msgs:
+ * secure_sealed_len() of secure_batch_plain_len(). SIZE_MAX on overflow.
+ * Keep it within max_frame: a batch never exceeds max_frame - 41 bytes of
+ * plaintext on the first frame, max_frame - 17 on later ones. */
+size_t secure_batch_sealed_len(const struct secure_session *s,
+                               const struct iovec *msgs, size_t count);
+
+/*
+ * Seal the count (>= 1) messages of msgs (each one serialized JSON object
+ * of 1 to UINT32_MAX bytes) as ONE frame payload holding a batch; final
+ * marks this side's last frame (TAG_FINAL). The payload is written to out
+ * (out_cap bytes, caller's memory); the batch plaintext is assembled in
+ * scratch, which the caller may keep and pass again to save allocations
+ * (its contents are replaced; NULL: a temporary one is used).
+ * CHAT_OK: *out_len = secure_batch_sealed_len() bytes were written to out.
+ * CHAT_EPROTO: not established, TAG_FINAL already sent, count 0, a NULL or
+ * empty message. CHAT_ETOOBIG: the sealed batch would not fit in out_cap
+ * (pass min(buffer, max_frame) to enforce the frame limit) or a message is
+ * over UINT32_MAX bytes. On every error nothing is sealed, so the stream
+ * stays intact. *out_len is cleared on entry.
+ */
+int secure_seal_batch(struct secure_session *s, const struct iovec *msgs,
+                      size_t count, bool final, GByteArray *scratch,
+                      uint8_t *out, size_t out_cap, size_t *out_len);
 
 /*
  * Optional client identity, inside the established session (doc/SECURE.md

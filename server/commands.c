@@ -573,7 +573,7 @@ cmd_secure(struct client *c, const struct msg_request *req)
     msg_add_id(reply, req->id);
     client_send(c, reply);
     cJSON_Delete(reply);
-    c->sec = sec;
+    client_start_sealing(c, sec);
 }
 
 #define REQUEST_ECHO_MAX 64 /* bytes of an unknown type echoed back */

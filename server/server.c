@@ -55,11 +55,27 @@ struct server {
     int64_t trim_next;  /* not before this (monotonic ms) */
     struct frame_blob *bye; /* while stopping: the bye every client gets */
     uint8_t rx[READ_CHUNK];        /* every client's reads land here first */
+    GByteArray *batch;             /* a secure batch's plaintext, built here */
     struct identity *id;           /* long-term key, for secure sessions */
     struct identity_nicks *reserved; /* reserved nicks, or NULL */
 };
 
 static void client_destroy(struct client *c);
+
+static bool
+client_sealing(const struct client *c)
+{
+    return c->sec && secure_established(c->sec);
+}
+
+/* Anything left to write to c: queued frames, a sealed batch part-sent, or
+ * a secure session's TAG_FINAL still to seal. */
+static bool
+client_has_output(const struct client *c)
+{
+    return outq_bytes(&c->out) > 0 || c->sealed != NULL ||
+           (c->final_due && !secure_tx_finished(c->sec));
+}
 static void client_say_bye(struct client *c);
 
 /* A snapshot of the clients, safe to walk while some go away. */
@@ -116,6 +132,7 @@ server_new(const struct server_config *cfg, struct loop *l)
     s->clients = g_hash_table_new(g_direct_hash, g_direct_equal);
     s->nicks = g_hash_table_new(g_str_hash, g_str_equal);
     s->pending = g_ptr_array_new();
+    s->batch = g_byte_array_new();
     s->timed = g_hash_table_new(g_direct_hash, g_direct_equal);
     return s;
 }
@@ -140,6 +157,7 @@ server_free(struct server *s)
         g_free(ls);
     }
     g_ptr_array_unref(s->listeners);
+    g_byte_array_unref(s->batch);
     g_hash_table_destroy(s->clients);
     g_hash_table_destroy(s->nicks);
     g_ptr_array_unref(s->pending);
@@ -279,7 +297,7 @@ client_want(struct client *c)
 
     if (!c->closing || c->shut)
         ev |= LOOP_READ;
-    if (outq_bytes(&c->out) > 0)
+    if (client_has_output(c))
         ev |= LOOP_WRITE;
     /* The transport may need other events than the ones we want (udp
      * waits for acks, not writability, while its window is full). */
@@ -295,29 +313,158 @@ client_mark_pending(struct client *c)
     g_ptr_array_add(c->srv->pending, c);
 }
 
-/* Write what the socket takes. CHAT_OK (maybe data left), or an error after
- * which the connection must go. */
+/* Send up to limit bytes from the head of c's queue as they are. CHAT_OK,
+ * with data maybe left (the socket took what it could), or an error. */
 static int
-client_flush(struct client *c)
+client_send_queued(struct client *c, size_t limit)
 {
     struct iovec iov[FLUSH_IOV];
 
-    while (outq_bytes(&c->out) > 0) {
-        int cnt = outq_iov(&c->out, iov, FLUSH_IOV), i;
+    while (limit > 0 && outq_bytes(&c->out) > 0) {
+        int cnt = outq_iov(&c->out, iov, FLUSH_IOV), use;
         size_t offered = 0;
-        ssize_t n = transport_sendv(c->t, iov, cnt);
+        ssize_t n;
 
+        for (use = 0; use < cnt && offered < limit; use++) {
+            if (iov[use].iov_len > limit - offered)
+                iov[use].iov_len = limit - offered;
+            offered += iov[use].iov_len;
+        }
+        n = transport_sendv(c->t, iov, use);
         if (n == CHAT_EAGAIN)
             break;
         if (n < 0)
             return (int)n;
         outq_consume(&c->out, (size_t)n);
-        for (i = 0; i < cnt; i++)
-            offered += iov[i].iov_len;
+        limit -= (size_t)n;
         if ((size_t)n < offered) /* the socket is full: no EAGAIN call */
             break;
     }
-    if (outq_bytes(&c->out) == 0 && c->closing && !c->shut) {
+    return CHAT_OK;
+}
+
+/*
+ * Seal what c has queued into c->sealed: every frame that fits one sealed
+ * frame (SECURE.md 5: a batch, or the frame's message alone when only one
+ * is queued), or the empty TAG_FINAL record once the queue is out. One seal
+ * per receiver and flush, not per frame: under load a batch carries tens
+ * of messages. The queue holds the shared plaintext frames until then.
+ * CHAT_OK, CHAT_EAGAIN (nothing to seal), CHAT_ENOMEM or CHAT_ECRYPTO.
+ */
+static int
+client_seal_next(struct client *c)
+{
+    struct iovec iov[FLUSH_IOV];
+    size_t total = 0, want, ctlen = 0;
+    struct frame_blob *blob;
+    uint8_t *payload = NULL, *ct = NULL;
+    int take = 0, i, rc;
+
+    if (outq_bytes(&c->out) == 0) {
+        if (!c->final_due || secure_tx_finished(c->sec))
+            return CHAT_EAGAIN;
+        /* The end: an empty message with TAG_FINAL. */
+        want = secure_sealed_len(c->sec, 0);
+        blob = frame_blob_alloc(want, &payload);
+        if (blob == NULL)
+            return CHAT_ENOMEM;
+        rc = secure_seal(c->sec, "", 0, true, &ct, &ctlen);
+    } else {
+        /* Whole frames only (the queue's head is never part-sent here),
+         * and at least one: client_queue() made sure it fits alone. A
+         * batch's plaintext is 1 + the frames as queued (SECURE.md 5). */
+        size_t cap = c->srv->cfg.max_frame - SECURE_OVERHEAD_MAX - 1;
+        int cnt = outq_iov(&c->out, iov, FLUSH_IOV);
+
+        for (; take < cnt; take++) {
+            if (take > 0 && total + iov[take].iov_len > cap)
+                break;
+            total += iov[take].iov_len;
+        }
+        for (i = 0; i < take; i++) { /* the messages, without headers */
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + FRAME_HDR;
+            iov[i].iov_len -= FRAME_HDR;
+        }
+        want = take == 1 ? secure_sealed_len(c->sec, iov[0].iov_len)
+                         : secure_batch_sealed_len(c->sec, iov, (size_t)take);
+        blob = frame_blob_alloc(want, &payload);
+        if (blob == NULL)
+            return CHAT_ENOMEM;
+        if (take == 1)
+            rc = secure_seal(c->sec, iov[0].iov_base, iov[0].iov_len, false,
+                             &ct, &ctlen);
+        else
+            rc = secure_seal_batch(c->sec, iov, (size_t)take, false,
+                                   c->srv->batch, payload, want, &ctlen);
+    }
+    if (rc != CHAT_OK || ctlen != want) { /* the lengths are promised */
+        g_free(ct);
+        frame_blob_unref(blob);
+        return CHAT_ECRYPTO;
+    }
+    if (ct != NULL)
+        memcpy(payload, ct, ctlen);
+    g_free(ct);
+    outq_consume(&c->out, total);
+    c->sealed = blob;
+    c->sealed_off = 0;
+    return CHAT_OK;
+}
+
+/* client_flush() for a secure session: the unsealed head (the secure
+ * reply), then sealed batches, one at a time. */
+static int
+client_flush_sealed(struct client *c)
+{
+    int rc;
+
+    if (c->raw_out > 0) {
+        size_t before = outq_bytes(&c->out);
+
+        rc = client_send_queued(c, c->raw_out);
+        if (rc != CHAT_OK)
+            return rc;
+        c->raw_out -= before - outq_bytes(&c->out);
+        if (c->raw_out > 0)
+            return CHAT_OK;
+    }
+    for (;;) {
+        ssize_t n;
+        size_t size;
+
+        if (c->sealed == NULL) {
+            rc = client_seal_next(c);
+            if (rc == CHAT_EAGAIN)
+                return CHAT_OK;
+            if (rc != CHAT_OK)
+                return rc;
+        }
+        size = frame_blob_size(c->sealed);
+        n = transport_send(c->t, frame_blob_data(c->sealed) + c->sealed_off,
+                           size - c->sealed_off);
+        if (n == CHAT_EAGAIN)
+            return CHAT_OK;
+        if (n < 0)
+            return (int)n;
+        c->sealed_off += (size_t)n;
+        if (c->sealed_off < size)
+            return CHAT_OK; /* the socket is full */
+        frame_blob_unref(c->sealed);
+        c->sealed = NULL;
+    }
+}
+
+/* Write what the socket takes. CHAT_OK (maybe data left), or an error after
+ * which the connection must go. */
+static int
+client_flush(struct client *c)
+{
+    int rc = client_sealing(c) ? client_flush_sealed(c)
+                               : client_send_queued(c, SIZE_MAX);
+
+    if (rc != CHAT_OK)
+        return rc;
+    if (!client_has_output(c) && c->closing && !c->shut) {
         /* Everything said: send FIN, then read until the peer closes, so
          * that unread input does not turn our close into a reset that
          * destroys the error we just sent. */
@@ -336,7 +483,10 @@ client_flush_failed(struct client *c, int rc)
 {
     const char *why = "connection error";
 
-    if (errno == ECONNRESET)
+    if (rc == CHAT_ENOMEM) {
+        log_warn("conn %u: out of memory for its output; dropping it", c->id);
+        why = "out of memory";
+    } else if (errno == ECONNRESET)
         why = "connection reset";
     else if (rc == CHAT_ECLOSED)
         why = "connection closed";
@@ -361,97 +511,63 @@ server_flush_pending(struct server *s)
     g_ptr_array_set_size(s->pending, 0);
 }
 
-static bool
-client_sealing(const struct client *c)
-{
-    return c->sec && secure_established(c->sec);
-}
-
 /*
- * Seal n bytes of plain for c and queue the result. Everything that can
- * fail for memory (the frame, a ring slot) is allocated before sealing:
- * a sealed frame that is then dropped would desynchronise the stream, so
- * that not even a last error could reach the client. secure_seal() still
- * allocates its own copy with g_malloc (common/secure.c).
- */
-static int
-client_queue_sealed(struct client *c, const void *plain, size_t n, bool final)
-{
-    size_t want = secure_sealed_len(c->sec, n);
-    uint8_t *payload = NULL, *ct = NULL;
-    size_t ctlen = 0;
-    struct frame_blob *sealed = frame_blob_alloc(want, &payload);
-    int rc = CHAT_ENOMEM;
-
-    if (sealed == NULL || outq_reserve(&c->out) != CHAT_OK)
-        goto out;
-    rc = CHAT_ECRYPTO;
-    if (secure_seal(c->sec, plain, n, final, &ct, &ctlen) != CHAT_OK)
-        goto out;
-    if (ctlen != want) /* secure_sealed_len() promises it */
-        goto out;
-    memcpy(payload, ct, ctlen);
-    (void)outq_push_force(&c->out, sealed); /* a slot was reserved */
-    rc = CHAT_OK;
-out:
-    g_free(ct);
-    frame_blob_unref(sealed);
-    return rc;
-}
-
-/*
- * Queue frame b for c: as it is, or sealed for a secure session (each
- * receiver has its own stream, so a shared frame becomes its own there).
- * CHAT_OK, CHAT_EFULL (the queue is full; nothing was sealed, so the stream
- * stays intact), CHAT_ENOMEM (no memory for the frame or the queue; nothing
- * queued, the stream intact) or CHAT_ETOOBIG (over max_frame: the builders
- * keep replies under it, so this is a bug, and the frame is dropped rather
- * than the client).
+ * Queue frame b for c. A secure session's frames are queued as they are
+ * too, shared with the other receivers, and sealed when they are flushed
+ * (client_seal_next). CHAT_OK, CHAT_EFULL (the queue is full), CHAT_ENOMEM
+ * (no memory for the queue; nothing queued), CHAT_ECLOSED (a secure
+ * session whose end is already queued) or CHAT_ETOOBIG (over max_frame,
+ * sealed: the builders keep replies under it, so this is a bug, and the
+ * frame is dropped rather than the client).
  */
 static int
 client_queue(struct client *c, struct frame_blob *b, bool force)
 {
-    bool was_empty = outq_bytes(&c->out) == 0;
+    bool was_idle = !client_has_output(c);
     size_t len = frame_blob_size(b) - FRAME_HDR;
-    size_t wire = frame_blob_size(b);
+    size_t wire = frame_blob_size(b), sealed = len;
     int rc;
 
     if (client_sealing(c)) {
-        if (secure_tx_finished(c->sec))
+        if (c->final_due || secure_tx_finished(c->sec))
             return CHAT_ECLOSED;
-        wire = FRAME_HDR + secure_sealed_len(c->sec, len);
+        sealed = secure_sealed_len(c->sec, len);
     }
-    if (wire - FRAME_HDR > c->srv->cfg.max_frame) {
+    if (sealed > c->srv->cfg.max_frame) {
         log_warn("conn %u: not sending a frame of %zu bytes (max-frame %zu)",
-                 c->id, wire - FRAME_HDR, c->srv->cfg.max_frame);
+                 c->id, sealed, c->srv->cfg.max_frame);
         return CHAT_ETOOBIG;
     }
     if (!force && (wire > c->out.cap || outq_bytes(&c->out) > c->out.cap - wire))
         return CHAT_EFULL;
-    if (client_sealing(c))
-        rc = client_queue_sealed(c, frame_blob_data(b) + FRAME_HDR, len,
-                                 false);
-    else
-        rc = outq_push_force(&c->out, b);
+    rc = outq_push_force(&c->out, b);
     if (rc != CHAT_OK)
         return rc;
-    if (was_empty)
+    if (was_idle)
         client_mark_pending(c);
     return CHAT_OK;
 }
 
 /* A secure session's last frame: an empty message with TAG_FINAL, so that
- * the client can tell our orderly end from a cut connection. Best effort:
- * without memory for it, the connection just ends. */
+ * the client can tell our orderly end from a cut connection. It is sealed
+ * once everything queued before it is out. */
 static void
 client_queue_final(struct client *c)
 {
-    bool was_empty = outq_bytes(&c->out) == 0;
+    bool was_idle = !client_has_output(c);
 
-    if (!client_sealing(c) || secure_tx_finished(c->sec))
+    if (!client_sealing(c) || c->final_due || secure_tx_finished(c->sec))
         return;
-    if (client_queue_sealed(c, "", 0, true) == CHAT_OK && was_empty)
+    c->final_due = true;
+    if (was_idle)
         client_mark_pending(c);
+}
+
+void
+client_start_sealing(struct client *c, struct secure_session *sec)
+{
+    c->sec = sec;
+    c->raw_out = outq_bytes(&c->out);
 }
 
 /* obj framed in a new blob, or NULL when memory ran out. As msg_encode(),
@@ -499,7 +615,7 @@ client_drop_nomem(struct client *c, const char *what)
     if (c->closing)
         return;
     log_warn("conn %u: out of memory for its %s; dropping it", c->id, what);
-    if (!client_sealing(c))
+    if (c->raw_out == 0) /* a secure reply part-sent stays whole */
         outq_drop_unsent(&c->out);
     client_queue_last_error(c, PE_SERVER_FULL,
                             "the server ran out of memory; closing");
@@ -700,6 +816,7 @@ client_destroy(struct client *c)
     transport_close(c->t);
     buf_cleanup(&c->in);
     outq_cleanup(&c->out);
+    frame_blob_unref(c->sealed);
     secure_free(c->sec);
     g_ptr_array_unref(c->rooms);
     g_free(c->nick);
@@ -710,15 +827,17 @@ client_destroy(struct client *c)
 
 /* ---- input ------------------------------------------------------------- */
 
-/* Open one sealed frame and hand its message on. Nothing that fails to
- * open (tampered, replayed, reordered, truncated) reaches the chat layer:
- * the session ends with secure_failed. */
+/* Open one sealed frame and hand its messages on: one, or each message of
+ * a batch in order (doc/SECURE.md section 5). Nothing that fails to open
+ * (tampered, replayed, reordered, truncated) and nothing of a malformed
+ * batch reaches the chat layer: the session ends with secure_failed. */
 static void
 client_dispatch_sealed(struct client *c, struct buf *in, const uint8_t *body,
                        size_t len)
 {
     uint8_t *pt = NULL;
-    size_t ptlen = 0;
+    const uint8_t *msg;
+    size_t ptlen = 0, off = 0, mlen;
     bool final = false;
     int rc = secure_open(c->sec, body, len, &pt, &ptlen, &final);
 
@@ -731,9 +850,17 @@ client_dispatch_sealed(struct client *c, struct buf *in, const uint8_t *body,
         client_close(c, "secure session failed");
         return;
     }
-    if (ptlen > 0)
-        commands_dispatch(c, pt, ptlen);
+    while (!c->closing &&
+           (rc = secure_plain_next(pt, ptlen, &off, &msg, &mlen)) == CHAT_OK)
+        commands_dispatch(c, msg, mlen);
     g_free(pt);
+    if (rc == CHAT_EPROTO && !c->closing) {
+        log_info("conn %u: a sealed batch is malformed; closing", c->id);
+        client_send_error(c, PE_SECURE_FAILED,
+                          "a sealed batch is malformed; closing", NULL, NULL);
+        client_close(c, "secure session failed");
+        return;
+    }
     /* The client's last word: whatever it said, nothing may follow. */
     if (final && !c->closing)
         client_close(c, "connection closed");
@@ -874,7 +1001,7 @@ client_run_timers(struct client *c, int64_t now, int *wait)
         return false;
     }
     /* A tick may have opened the send window or changed what to watch. */
-    if (outq_bytes(&c->out) > 0)
+    if (client_has_output(c))
         client_mark_pending(c);
     client_want(c);
     due = transport_next_timeout(c->t, now);
@@ -893,7 +1020,7 @@ client_on_io(struct loop *l, int fd, unsigned events, void *arg)
     if ((events & LOOP_READ) && !client_read(c))
         return;
     /* Reading may have taken acks that let queued output go (udp). */
-    if ((events & LOOP_WRITE) || outq_bytes(&c->out) > 0) {
+    if ((events & LOOP_WRITE) || client_has_output(c)) {
         int rc = client_flush(c);
 
         if (rc != CHAT_OK)

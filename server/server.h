@@ -70,6 +70,11 @@ struct client {
     unsigned ping_token;
     unsigned frames;        /* frames received: `secure` must be the first */
     struct secure_session *sec; /* NULL for a plaintext session */
+    size_t raw_out;         /* queued bytes that go out unsealed (the
+                             * secure reply, queued before sealing began) */
+    struct frame_blob *sealed; /* a sealed batch being written, or NULL */
+    size_t sealed_off;      /* bytes of it written */
+    bool final_due;         /* TAG_FINAL goes after what is queued */
     bool verified;          /* proved a long-term key in hello */
     char fp[IDENTITY_FP_SIZE]; /* its fingerprint, when verified */
 };
@@ -124,6 +129,9 @@ void server_set_nick(struct server *s, struct client *c, const char *nick);
 /* Queue the encoded frame payload for c; on overflow c is dropped with
  * slow_consumer. false if c is (now) closing. */
 bool client_send_raw(struct client *c, const char *json, size_t len);
+/* From now on every frame for c is sealed with sec (which c owns); what is
+ * queued already (the secure reply) goes out as it is. */
+void client_start_sealing(struct client *c, struct secure_session *sec);
 /* The same for a frame already built, shared with other receivers. */
 bool client_send_blob(struct client *c, struct frame_blob *b);
 /* Encode obj and queue it for c; obj is kept (caller deletes). */

@@ -442,6 +442,24 @@ relay_bytes(struct mitm *m, int cfd, int sfd)
     }
 }
 
+/* Records the first message the client sent: the plaintext itself, or
+ * the first message of a batch (doc/SECURE.md section 5). */
+static void
+relay_record(struct mitm *m, const uint8_t *pt, size_t ptlen)
+{
+    const uint8_t *msg;
+    size_t off = 0, mlen;
+
+    if (m->first_plain != NULL)
+        return;
+    if (secure_plain_next(pt, ptlen, &off, &msg, &mlen) == CHAT_OK)
+        m->first_plain = g_strndup((const char *)msg, mlen);
+    else if (ptlen == 0)
+        m->first_plain = g_strdup("");
+    else
+        m->first_plain = g_strdup("(a malformed batch)");
+}
+
 /* Sealed frames both ways: opened with one session, sealed with the
  * other. Records what the client said. */
 static void
@@ -483,9 +501,10 @@ relay_sessions(struct mitm *m, int cfd, int sfd, struct secure_session *down,
             }
             if (i == 0) {
                 m->client_frames++;
-                if (m->first_plain == NULL)
-                    m->first_plain = g_strndup((const char *)pt, ptlen);
+                relay_record(m, pt, ptlen);
             }
+            /* The whole plaintext is sealed again as it is: a batch goes
+             * on as one batch, its messages intact and in order. */
             ok = secure_seal(to, pt, ptlen, final, &ct, &ctlen) == CHAT_OK &&
                 relay_write_frame(pf[1 - i].fd, ct, ctlen);
             g_free(pt);

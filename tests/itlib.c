@@ -843,6 +843,84 @@ autopong(struct it_conn *c, const cJSON *ping)
     g_byte_array_unref(out);
 }
 
+/* One message from the server (a plain payload, or one message of an
+ * opened sealed frame): parsed and queued, or answered if it is a ping.
+ * false (and c->end = IT_RX_BAD) if it is not one JSON object with a
+ * string type. */
+static bool
+conn_take(struct it_conn *c, const uint8_t *p, size_t n, bool sealed)
+{
+    cJSON *m = parse_payload(p, n);
+
+    if (m == NULL) {
+        fprintf(stderr, "it: fd %d: server sent a %spayload that is not "
+            "one JSON object with a string type: %.*s\n", c->fd,
+            sealed ? "sealed " : "", (int)(n > 200 ? 200 : n),
+            (const char *)p);
+        c->end = IT_RX_BAD;
+        return false;
+    }
+    if (c->sec_state == SEC_WAIT_REPLY) {
+        c->reply_cut = true;
+        g_queue_push_tail(&c->msgs, m);
+        return true;
+    }
+    if (c->autopong && strcmp(it_str(m, "type"), "ping") == 0) {
+        /* never inside a frame the test is still writing */
+        if (!can_pong(c)) {
+            g_queue_push_tail(&c->pings, m);
+        } else {
+            autopong(c, m);
+            cJSON_Delete(m);
+        }
+        return true;
+    }
+    g_queue_push_tail(&c->msgs, m);
+    return true;
+}
+
+/* Opens one sealed frame of n bytes and takes each of its messages: one,
+ * or every message of a batch in order (doc/SECURE.md section 5). false
+ * (and c->end = IT_RX_BAD) if it does not open, is a malformed batch, or
+ * holds a message conn_take() refuses. */
+static bool
+conn_open(struct it_conn *c, const uint8_t *body, uint32_t n)
+{
+    uint8_t *pt = NULL;
+    const uint8_t *msg;
+    size_t ptlen = 0, off = 0, mlen;
+    bool final = false, ok = true;
+    int rc = secure_open(c->sec, body, n, &pt, &ptlen, &final);
+
+    if (rc != CHAT_OK) {
+        fprintf(stderr, "it: fd %d: a sealed frame of %u bytes from "
+            "the server did not open%s (%s)\n", c->fd, n,
+            c->rx_final ? " after its TAG_FINAL" : "", chat_strerror(rc));
+        c->end = IT_RX_BAD;
+        return false;
+    }
+    if (final)
+        c->rx_final = true;
+    if (ptlen == 0 && !final) {
+        /* the server's last word before a close is the only empty one */
+        fprintf(stderr, "it: fd %d: the server sealed an empty message "
+            "without TAG_FINAL\n", c->fd);
+        ok = false;
+    }
+    while (ok && (rc = secure_plain_next(pt, ptlen, &off, &msg, &mlen)) ==
+        CHAT_OK)
+        ok = conn_take(c, msg, mlen, true);
+    if (ok && rc == CHAT_EPROTO) {
+        fprintf(stderr, "it: fd %d: the server sealed a malformed batch "
+            "of %zu bytes\n", c->fd, ptlen);
+        ok = false;
+    }
+    g_free(pt);
+    if (!ok)
+        c->end = IT_RX_BAD;
+    return ok;
+}
+
 /* Cuts every whole frame out of c->rx (opening it in a secure session). */
 static void
 conn_cut(struct it_conn *c)
@@ -851,10 +929,7 @@ conn_cut(struct it_conn *c)
         const uint8_t *h = c->rx->data;
         uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 |
             (uint32_t)h[2] << 8 | (uint32_t)h[3];
-        const uint8_t *body = h + IT_HDR;
-        uint8_t *pt = NULL;
-        size_t ptlen = n;
-        cJSON *m;
+        bool ok;
 
         /* The handshake's answer is plain, what follows it is sealed:
          * leave the rest until the session exists. */
@@ -868,64 +943,13 @@ conn_cut(struct it_conn *c)
         }
         if (c->rx->len - IT_HDR < n)
             return;
-        if (c->sec_state == SEC_ON) {
-            bool final = false;
-            int rc = secure_open(c->sec, body, n, &pt, &ptlen, &final);
-
-            if (rc != CHAT_OK) {
-                fprintf(stderr, "it: fd %d: a sealed frame of %u bytes from "
-                    "the server did not open%s (%s)\n", c->fd, n,
-                    c->rx_final ? " after its TAG_FINAL" : "",
-                    chat_strerror(rc));
-                c->end = IT_RX_BAD;
-                return;
-            }
-            g_byte_array_remove_range(c->rx, 0, IT_HDR + n);
-            if (final)
-                c->rx_final = true;
-            if (ptlen == 0) {
-                /* the server's last word before a close: consumed */
-                g_free(pt);
-                if (!final) {
-                    fprintf(stderr, "it: fd %d: the server sealed an empty "
-                        "message without TAG_FINAL\n", c->fd);
-                    c->end = IT_RX_BAD;
-                    return;
-                }
-                continue;
-            }
-            body = pt;
-        }
-        m = parse_payload(body, ptlen);
-        if (m == NULL) {
-            fprintf(stderr, "it: fd %d: server sent a %spayload that is not "
-                "one JSON object with a string type: %.*s\n", c->fd,
-                pt != NULL ? "sealed " : "",
-                (int)(ptlen > 200 ? 200 : ptlen), (const char *)body);
-            g_free(pt);
-            c->end = IT_RX_BAD;
-            return;
-        }
-        if (pt != NULL)
-            g_free(pt);
+        if (c->sec_state == SEC_ON)
+            ok = conn_open(c, h + IT_HDR, n);
         else
-            g_byte_array_remove_range(c->rx, 0, IT_HDR + n);
-        if (c->sec_state == SEC_WAIT_REPLY) {
-            c->reply_cut = true;
-            g_queue_push_tail(&c->msgs, m);
-            continue;
-        }
-        if (c->autopong && strcmp(it_str(m, "type"), "ping") == 0) {
-            /* never inside a frame the test is still writing */
-            if (!can_pong(c)) {
-                g_queue_push_tail(&c->pings, m);
-            } else {
-                autopong(c, m);
-                cJSON_Delete(m);
-            }
-            continue;
-        }
-        g_queue_push_tail(&c->msgs, m);
+            ok = conn_take(c, h + IT_HDR, n, false);
+        if (!ok)
+            return;
+        g_byte_array_remove_range(c->rx, 0, IT_HDR + n);
     }
 }
 

@@ -1451,6 +1451,502 @@ test_secure_doc_vector(void **state)
     assert_string_equal(hex, s2c_hex);
 }
 
+/* ---- batches (doc/SECURE.md section 5) ------------------------------ */
+
+/* Every message of pt, as secure_plain_next() gives them, must be want[]
+ * (count of them), then CHAT_EAGAIN, and again CHAT_EAGAIN. */
+static void
+iterate_expect(const uint8_t *pt, size_t n, const char *const *want,
+               size_t count)
+{
+    const uint8_t *msg = poison;
+    size_t off = 0, len = 99, i;
+
+    for (i = 0; i < count; i++) {
+        assert_int_equal(secure_plain_next(pt, n, &off, &msg, &len), CHAT_OK);
+        assert_int_equal(len, strlen(want[i]));
+        assert_memory_equal(msg, want[i], len);
+        assert_true(msg >= pt && msg + len <= pt + n);
+    }
+    assert_int_equal(off, n);
+    assert_int_equal(secure_plain_next(pt, n, &off, &msg, &len), CHAT_EAGAIN);
+    assert_null(msg);
+    assert_int_equal(len, 0);
+    assert_int_equal(secure_plain_next(pt, n, &off, &msg, &len), CHAT_EAGAIN);
+}
+
+/* pt is refused on the first call, with nothing delivered. */
+static void
+iterate_refused(const uint8_t *pt, size_t n)
+{
+    const uint8_t *msg = poison;
+    size_t off = 0, len = 99;
+
+    assert_int_equal(secure_plain_next(pt, n, &off, &msg, &len), CHAT_EPROTO);
+    assert_null(msg);
+    assert_int_equal(len, 0);
+}
+
+static struct iovec *
+iov_of(const char *const *msgs, size_t count)
+{
+    struct iovec *v = g_new0(struct iovec, count);
+    size_t i;
+
+    for (i = 0; i < count; i++) {
+        v[i].iov_base = (void *)(uintptr_t)msgs[i];
+        v[i].iov_len = strlen(msgs[i]);
+    }
+    return v;
+}
+
+/* Seal msgs as one batch from tx, open it at rx and check every message
+ * comes out in order; final as given. scratch may be NULL. */
+static void
+batch_round_trip(struct secure_session *tx, struct secure_session *rx,
+                 const char *const *msgs, size_t count, bool final,
+                 GByteArray *scratch)
+{
+    struct iovec *v = iov_of(msgs, count);
+    size_t want = secure_batch_sealed_len(tx, v, count), len = 99, ptlen = 0;
+    size_t plain = 1, i;
+    uint8_t *out = g_malloc(want), *pt = NULL;
+    bool fin = !final;
+
+    for (i = 0; i < count; i++)
+        plain += 4 + strlen(msgs[i]);
+    assert_int_equal(secure_batch_plain_len(v, count), plain);
+    assert_int_equal(want, secure_sealed_len(tx, plain));
+    assert_int_equal(
+        secure_seal_batch(tx, v, count, final, scratch, out, want, &len),
+        CHAT_OK);
+    assert_int_equal(len, want);
+    assert_int_equal(secure_open(rx, out, len, &pt, &ptlen, &fin), CHAT_OK);
+    assert_int_equal(fin, final);
+    assert_int_equal(ptlen, plain);
+    assert_int_equal(pt[0], SECURE_BATCH_MARK);
+    iterate_expect(pt, ptlen, msgs, count);
+    g_free(pt);
+    g_free(out);
+    g_free(v);
+}
+
+static void
+test_secure_plain_next_single_message(void **state)
+{
+    static const char *const ping[] = {PING};
+    static const char *const spaced[] = {" \t\r\n{}"};
+    const uint8_t *msg = poison;
+    size_t off = 0, len = 99;
+
+    (void)state;
+    iterate_expect((const uint8_t *)PING, strlen(PING), ping, 1);
+    iterate_expect((const uint8_t *)spaced[0], strlen(spaced[0]), spaced, 1);
+    /* Not JSON is still one message: the JSON layer judges it. */
+    iterate_expect((const uint8_t *)"x", 1, (const char *const[]){"x"}, 1);
+    /* An empty plaintext (the empty TAG_FINAL frame) holds no message. */
+    iterate_expect((const uint8_t *)"", 0, NULL, 0);
+    iterate_expect(NULL, 0, NULL, 0);
+    /* An offset the iterator never gave. */
+    off = 1;
+    assert_int_equal(secure_plain_next((const uint8_t *)PING, strlen(PING),
+                                       &off, &msg, &len),
+                     CHAT_EPROTO);
+    assert_null(msg);
+    assert_int_equal(len, 0);
+    off = strlen(PING) + 1;
+    assert_int_equal(secure_plain_next((const uint8_t *)PING, strlen(PING),
+                                       &off, &msg, &len),
+                     CHAT_EPROTO);
+}
+
+static void
+test_secure_batch_of_one_two_and_many(void **state)
+{
+    static const char *const one[] = {PING};
+    static const char *const two[] = {"{\"type\":\"pong\"}", PING};
+    const char *many[300];
+    char *texts[300];
+    GByteArray *scratch = g_byte_array_new();
+    struct pair p;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 300; i++) {
+        texts[i] = g_strdup_printf("{\"type\":\"message\",\"seq\":%zu,"
+                                   "\"text\":\"%*s\"}",
+                                   i, (int)(i % 40), "");
+        many[i] = texts[i];
+    }
+    pair_new(&p);
+    /* The server's first frame (with its header) is a batch... */
+    batch_round_trip(p.s, p.c, one, 1, false, NULL);
+    /* ...and so are later ones, mixed with single messages. */
+    batch_round_trip(p.s, p.c, two, 2, false, scratch);
+    batch_round_trip(p.s, p.c, many, 300, false, scratch);
+    {
+        uint8_t *f = NULL;
+        size_t len = 0;
+
+        seal_ok(p.s, PING, false, &f, &len);
+        open_expect(p.c, f, len, PING, false);
+        g_free(f);
+    }
+    batch_round_trip(p.s, p.c, two, 2, false, scratch);
+    /* The client may batch too. */
+    batch_round_trip(p.c, p.s, many, 300, false, NULL);
+    batch_round_trip(p.c, p.s, one, 1, false, scratch);
+    pair_free(&p);
+    g_byte_array_unref(scratch);
+    for (i = 0; i < 300; i++)
+        g_free(texts[i]);
+}
+
+static void
+test_secure_batch_malformed_refused(void **state)
+{
+    static const struct {
+        const char *what;
+        size_t n;
+        uint8_t b[16];
+    } bad[] = {
+        {"the mark alone", 1, {0}},
+        {"L = 0", 5, {0, 0, 0, 0, 0}},
+        {"L = 0 after a message", 11, {0, 0, 0, 0, 1, '1', 0, 0, 0, 0, '2'}},
+        {"truncated L", 4, {0, 0, 0, 1}},
+        {"truncated L after a message", 8, {0, 0, 0, 0, 1, '1', 0, 0}},
+        {"truncated body", 7, {0, 0, 0, 0, 3, '{', '}'}},
+        {"L > remaining", 6, {0, 0, 0, 0, 200, '{'}},
+        {"L huge", 7, {0, 0xff, 0xff, 0xff, 0xff, '{', '}'}},
+        {"a trailing byte", 7, {0, 0, 0, 0, 1, '1', 0}},
+        {"three trailing bytes", 9, {0, 0, 0, 0, 1, '1', 0, 0, 0}},
+        {"a trailing message start", 10, {0, 0, 0, 0, 1, '1', 0, 0, 0, 9}},
+        {"body cut after a message",
+         12,
+         {0, 0, 0, 0, 1, '1', 0, 0, 0, 3, '{', '}'}},
+    };
+    static const uint8_t good[] = {0, 0, 0, 0, 1, '1', 0, 0, 0, 2, '{', '}'};
+    struct pair p;
+    size_t i, k;
+
+    (void)state;
+    iterate_expect(good, sizeof(good), (const char *const[]){"1", "{}"}, 2);
+    for (i = 0; i < G_N_ELEMENTS(bad); i++) {
+        const uint8_t *msg = NULL;
+        size_t off = 0, len = 0;
+
+        iterate_refused(bad[i].b, bad[i].n);
+        /* Nothing is delivered even from a later call (the receiver
+         * stops at the first CHAT_EPROTO; this only shows no bounds are
+         * crossed). */
+        for (k = 0; k < 4; k++)
+            if (secure_plain_next(bad[i].b, bad[i].n, &off, &msg, &len) !=
+                CHAT_OK)
+                break;
+        assert_int_equal(k, 0);
+    }
+    /* Sealed and authenticated does not make a malformed batch good: it
+     * opens, and the iterator refuses it. */
+    pair_new(&p);
+    for (i = 0; i < G_N_ELEMENTS(bad); i++) {
+        uint8_t *f = NULL, *pt = NULL;
+        size_t len = 0, ptlen = 0;
+        bool fin = true;
+
+        assert_int_equal(secure_seal(p.s, bad[i].b, bad[i].n, false, &f, &len),
+                         CHAT_OK);
+        assert_int_equal(secure_open(p.c, f, len, &pt, &ptlen, &fin), CHAT_OK);
+        assert_false(fin);
+        iterate_refused(pt, ptlen);
+        g_free(pt);
+        g_free(f);
+    }
+    pair_free(&p);
+}
+
+/* Random plaintexts that start with the mark (batches made well, then
+ * often cut, extended or changed): the iterator either refuses at once or
+ * gives messages that exactly tile the batch. */
+static void
+test_secure_batch_random_bytes(void **state)
+{
+    uint32_t seed = 0x5eed1234;
+    uint8_t b[64];
+    int round, refused = 0, accepted = 0;
+
+    (void)state;
+    for (round = 0; round < 20000; round++) {
+        size_t n = 1, i, off = 0, len, at = 1, k = rng_next(&seed) % 5;
+        const uint8_t *msg;
+        int rc;
+
+        for (i = 0; i < k; i++) {
+            size_t l = rng_next(&seed) % 8;
+
+            memset(b + n, 0, 3);
+            b[n + 3] = (uint8_t)l;
+            memset(b + n + 4, '{', l);
+            n += 4 + l;
+        }
+        switch (rng_next(&seed) % 4) {
+        case 0: /* cut */
+            n -= rng_next(&seed) % n;
+            break;
+        case 1: /* extended */
+            n += rng_next(&seed) % 4;
+            memset(b + n - 1, (int)(rng_next(&seed) & 7), 1);
+            break;
+        case 2: /* one byte changed */
+            b[rng_next(&seed) % n] = (uint8_t)rng_next(&seed);
+            break;
+        default:
+            break;
+        }
+        b[0] = SECURE_BATCH_MARK;
+        rc = secure_plain_next(b, n, &off, &msg, &len);
+        if (rc == CHAT_EPROTO) {
+            refused++;
+            continue;
+        }
+        accepted++;
+        while (rc == CHAT_OK) {
+            assert_true(len >= 1);
+            assert_ptr_equal(msg, b + at + 4);
+            assert_int_equal(len, (size_t)b[at] << 24 |
+                                      (size_t)b[at + 1] << 16 |
+                                      (size_t)b[at + 2] << 8 | b[at + 3]);
+            at += 4 + len;
+            assert_int_equal(off, at);
+            rc = secure_plain_next(b, n, &off, &msg, &len);
+        }
+        assert_int_equal(rc, CHAT_EAGAIN);
+        assert_int_equal(at, n);
+    }
+    assert_true(refused > 0);
+    assert_true(accepted > 0);
+}
+
+static void
+test_secure_batch_with_final(void **state)
+{
+    static const char *const msgs[] = {"{\"type\":\"bye\"}",
+                                       "{\"type\":\"error\"}"};
+    struct iovec *v = iov_of(msgs, 2);
+    struct pair p;
+    uint8_t out[256], *f = NULL;
+    size_t len = 0;
+
+    (void)state;
+    pair_new(&p);
+    batch_round_trip(p.s, p.c, msgs, 2, false, NULL);
+    /* The last frame may be a batch: its messages, then the end. */
+    batch_round_trip(p.s, p.c, msgs, 2, true, NULL);
+    assert_true(secure_tx_finished(p.s));
+    assert_true(secure_rx_finished(p.c));
+    /* Nothing more is sealed, as with a single message. */
+    assert_int_equal(
+        secure_seal_batch(p.s, v, 2, false, NULL, out, sizeof(out), &len),
+        CHAT_EPROTO);
+    assert_int_equal(len, 0);
+    assert_int_equal(secure_seal(p.s, "{}", 2, false, &f, &len), CHAT_EPROTO);
+    /* And a frame after the final one would not open. */
+    seal_ok(p.c, PING, true, &f, &len);
+    open_expect(p.s, f, len, PING, true);
+    open_fails(p.s, f, len);
+    g_free(f);
+    pair_free(&p);
+    g_free(v);
+}
+
+/* A batch that seals to exactly max_frame fits; one byte more is refused
+ * with nothing sealed, and the stream goes on intact. */
+static void
+test_secure_batch_max_frame(void **state)
+{
+    const size_t max_frame = 65536;
+    struct pair p;
+    struct iovec v[2];
+    uint8_t *out = g_malloc(max_frame + 1), *pt = NULL;
+    char *big = g_malloc(max_frame);
+    size_t len = 0, ptlen = 0, first;
+    bool fin;
+    int later;
+
+    (void)state;
+    memset(big, 'a', max_frame);
+    pair_new(&p);
+    for (later = 0; later < 2; later++) {
+        /* 1 + 4 + 2 + 4 + n plaintext bytes, + 41 (first) or 17. */
+        first = max_frame - (later ? SECURE_ABYTES : SECURE_OVERHEAD_MAX) - 1 -
+                4 - 2 - 4;
+        v[0].iov_base = (void *)(uintptr_t) "{}";
+        v[0].iov_len = 2;
+        v[1].iov_base = big;
+        v[1].iov_len = first + 1;
+        assert_int_equal(secure_batch_sealed_len(p.c, v, 2), max_frame + 1);
+        assert_int_equal(
+            secure_seal_batch(p.c, v, 2, false, NULL, out, max_frame, &len),
+            CHAT_ETOOBIG);
+        assert_int_equal(len, 0);
+        v[1].iov_len = first;
+        assert_int_equal(secure_batch_sealed_len(p.c, v, 2), max_frame);
+        assert_int_equal(
+            secure_seal_batch(p.c, v, 2, false, NULL, out, max_frame, &len),
+            CHAT_OK);
+        assert_int_equal(len, max_frame);
+        assert_int_equal(secure_open(p.s, out, len, &pt, &ptlen, &fin),
+                         CHAT_OK);
+        assert_int_equal(
+            ptlen, max_frame - (later ? SECURE_ABYTES : SECURE_OVERHEAD_MAX));
+        g_free(pt);
+    }
+    pair_free(&p);
+    g_free(big);
+    g_free(out);
+}
+
+static void
+test_secure_batch_flipped_bit_refused(void **state)
+{
+    static const char *const msgs[] = {"{\"type\":\"pong\"}", PING};
+    struct iovec *v = iov_of(msgs, 2);
+    uint8_t out[256];
+    size_t len, bit, nth;
+
+    (void)state;
+    for (nth = 0; nth < 2; nth++) {
+        for (bit = 0;; bit++) {
+            struct pair p;
+
+            pair_new(&p);
+            if (nth == 1)
+                batch_round_trip(p.s, p.c, msgs, 2, false, NULL);
+            assert_int_equal(secure_seal_batch(p.s, v, 2, false, NULL, out,
+                                               sizeof(out), &len),
+                             CHAT_OK);
+            if (bit >= len * 8) {
+                pair_free(&p);
+                break;
+            }
+            out[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            open_fails(p.c, out, len);
+            pair_free(&p);
+        }
+    }
+    g_free(v);
+}
+
+static void
+test_secure_batch_misuse_refused(void **state)
+{
+    static const char *const msgs[] = {"{}", PING};
+    struct iovec *v = iov_of(msgs, 2);
+    struct secure_session *c = NULL;
+    struct pair p;
+    cJSON *req = NULL;
+    uint8_t out[256];
+    size_t len = 99;
+
+    (void)state;
+    pair_new(&p);
+    /* No messages, an empty one, a NULL one. */
+    assert_int_equal(
+        secure_seal_batch(p.c, v, 0, false, NULL, out, sizeof(out), &len),
+        CHAT_EPROTO);
+    assert_int_equal(len, 0);
+    v[1].iov_len = 0;
+    assert_int_equal(
+        secure_seal_batch(p.c, v, 2, false, NULL, out, sizeof(out), &len),
+        CHAT_EPROTO);
+    v[1].iov_len = strlen(PING);
+    v[0].iov_base = NULL;
+    assert_int_equal(
+        secure_seal_batch(p.c, v, 2, false, NULL, out, sizeof(out), &len),
+        CHAT_EPROTO);
+    v[0].iov_base = (void *)(uintptr_t)msgs[0];
+    /* Not even the header fits. */
+    assert_int_equal(secure_seal_batch(p.c, v, 2, false, NULL, out,
+                                       SECURE_OVERHEAD_MAX, &len),
+                     CHAT_ETOOBIG);
+    /* None of that sealed anything: the stream is intact. */
+    batch_round_trip(p.c, p.s, msgs, 2, false, NULL);
+    /* Not established, or no session. */
+    assert_int_equal(secure_client_start(&c, &req), CHAT_OK);
+    assert_int_equal(
+        secure_seal_batch(c, v, 2, false, NULL, out, sizeof(out), &len),
+        CHAT_EPROTO);
+    assert_int_equal(
+        secure_seal_batch(NULL, v, 2, false, NULL, out, sizeof(out), &len),
+        CHAT_EPROTO);
+    assert_int_equal(secure_batch_sealed_len(NULL, v, 2),
+                     SECURE_OVERHEAD_MAX + 1 + 4 + 2 + 4 + strlen(PING));
+    /* A batch plaintext whose length overflows. */
+    v[1].iov_len = SIZE_MAX - 3;
+    assert_int_equal(secure_batch_plain_len(v, 2), SIZE_MAX);
+    assert_int_equal(secure_batch_sealed_len(p.c, v, 2), SIZE_MAX);
+    cJSON_Delete(req);
+    secure_free(c);
+    pair_free(&p);
+    g_free(v);
+}
+
+/* The batch vector of doc/SECURE.md section "Test vector": with the
+ * server -> client key above and the stream header of 24 bytes 0x04, the
+ * server's first frame holding the batch of PING and {"type":"ok","id":7}. */
+static void
+test_secure_doc_batch_vector(void **state)
+{
+    static const char key_hex[] =
+        "e0f480d42cd0d8a95993dd50976fb24ef81a6788b7b5bc722fc258410ac723ed";
+    static const char plain_hex[] =
+        "00000000"
+        "1c7b2274797065223a2270696e67222c22746f6b656e223a226b31227d"
+        "000000147b2274797065223a226f6b222c226964223a377d";
+    static const char sealed_hex[] =
+        "040404040404040404040404040404040404040404040404"
+        "20d336974c30202e46b1525ba37326ebd4d1e29a751a9856286842da3c3130cb"
+        "6f4be6980231bf34254f1a3d568fbf106c0a5f64fb6e09b0cee0a9b32e799a15"
+        "b13bc4486a567d8e9f0e";
+    static const char *const msgs[] = {PING, "{\"type\":\"ok\",\"id\":7}"};
+    crypto_secretstream_xchacha20poly1305_state st;
+    struct iovec *v = iov_of(msgs, 2);
+    uint8_t key[32], plain[57], sealed[98], out[57];
+    unsigned long long mlen = 0;
+    unsigned char tag = 0xff;
+    size_t got = 0;
+
+    (void)state;
+    assert_int_equal(sodium_hex2bin(key, sizeof(key), key_hex, strlen(key_hex),
+                                    NULL, &got, NULL),
+                     0);
+    assert_int_equal(got, sizeof(key));
+    assert_int_equal(sodium_hex2bin(plain, sizeof(plain), plain_hex,
+                                    strlen(plain_hex), NULL, &got, NULL),
+                     0);
+    assert_int_equal(got, sizeof(plain));
+    assert_int_equal(sodium_hex2bin(sealed, sizeof(sealed), sealed_hex,
+                                    strlen(sealed_hex), NULL, &got, NULL),
+                     0);
+    assert_int_equal(got, sizeof(sealed));
+    /* The plaintext is the batch of the two messages... */
+    assert_int_equal(secure_batch_plain_len(v, 2), sizeof(plain));
+    iterate_expect(plain, sizeof(plain), msgs, 2);
+    /* ...its sealed length what secure_batch_sealed_len() says for a
+     * first frame... */
+    assert_int_equal(secure_batch_sealed_len(NULL, v, 2), sizeof(sealed));
+    /* ...and the sealed bytes open to it under the documented key. */
+    assert_int_equal(
+        crypto_secretstream_xchacha20poly1305_init_pull(&st, sealed, key), 0);
+    assert_int_equal(crypto_secretstream_xchacha20poly1305_pull(
+                         &st, out, &mlen, &tag, sealed + SECURE_HEADER_BYTES,
+                         sizeof(sealed) - SECURE_HEADER_BYTES, NULL, 0),
+                     0);
+    assert_int_equal(mlen, sizeof(plain));
+    assert_int_equal(tag, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+    assert_memory_equal(out, plain, sizeof(plain));
+    g_free(v);
+}
+
 int
 main(void)
 {
@@ -1484,6 +1980,15 @@ main(void)
         cmocka_unit_test(test_secure_client_identity_absent),
         cmocka_unit_test(test_secure_client_identity_refused),
         cmocka_unit_test(test_secure_doc_vector),
+        cmocka_unit_test(test_secure_plain_next_single_message),
+        cmocka_unit_test(test_secure_batch_of_one_two_and_many),
+        cmocka_unit_test(test_secure_batch_malformed_refused),
+        cmocka_unit_test(test_secure_batch_random_bytes),
+        cmocka_unit_test(test_secure_batch_with_final),
+        cmocka_unit_test(test_secure_batch_max_frame),
+        cmocka_unit_test(test_secure_batch_flipped_bit_refused),
+        cmocka_unit_test(test_secure_batch_misuse_refused),
+        cmocka_unit_test(test_secure_doc_batch_vector),
     };
 
     if (sodium_init() < 0) {

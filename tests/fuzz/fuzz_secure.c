@@ -35,6 +35,12 @@
  *               plaintext and final flag must produce exactly those bytes
  *               (nothing that was not sealed with the session's key opens).
  * A failed open ends the direction: every later open fails.
+ * Every plaintext that opens also goes through secure_plain_next(): an empty
+ * one holds no message, one that does not start with 0x00 is one message,
+ * and one that does is a batch whose messages must exactly tile it or be
+ * refused before the first. A sealed record whose plaintext is a
+ * well-formed batch is sealed with secure_seal_batch() instead (same bytes
+ * on the wire), and a raw frame that opens to one is sealed again with it.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +48,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/uio.h>
 
 #include <cjson/cJSON.h>
 #include <glib.h>
@@ -378,6 +386,120 @@ struct dir {
     size_t last_len;
 };
 
+static uint32_t
+be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           (uint32_t)p[3];
+}
+
+/* The harness's own reading of doc/SECURE.md section 5: is pt a batch
+ * (first byte 0x00) of one or more inner frames (4-byte length >= 1, then
+ * that many bytes) that exactly fill it? */
+static bool
+batch_well_formed(const uint8_t *pt, size_t n)
+{
+    size_t off = 1;
+    uint32_t l;
+
+    if (n < 1 || pt[0] != 0 || n == 1)
+        return false;
+    while (off < n) {
+        if (n - off < 4)
+            return false;
+        l = be32(pt + off);
+        off += 4;
+        if (l == 0 || l > n - off)
+            return false;
+        off += l;
+    }
+    return true;
+}
+
+/* Walk pt with secure_plain_next() and check what it gives against
+ * batch_well_formed(). true for a well-formed batch: *msgs (g_free it)
+ * then holds its *count messages, pointing into pt. */
+static bool
+plain_messages(const uint8_t *pt, size_t n, struct iovec **msgs, size_t *count)
+{
+    const uint8_t *msg = (const void *)1;
+    size_t off = 0, len = 1, k = 0, at = 1;
+    bool batch = n > 0 && pt[0] == 0, good = batch_well_formed(pt, n);
+    int rc = secure_plain_next(pt, n, &off, &msg, &len);
+
+    *msgs = NULL;
+    *count = 0;
+    if (n == 0) {
+        CHECK(rc == CHAT_EAGAIN && msg == NULL && len == 0 && off == 0);
+        return false;
+    }
+    if (!batch) {
+        CHECK(rc == CHAT_OK && msg == pt && len == n && off == n);
+        CHECK(secure_plain_next(pt, n, &off, &msg, &len) == CHAT_EAGAIN);
+        return false;
+    }
+    if (!good) {
+        /* Nothing of a malformed batch is ever handed out. */
+        CHECK(rc == CHAT_EPROTO && msg == NULL && len == 0);
+        return false;
+    }
+    *msgs = g_new0(struct iovec, (n - 1) / 5);
+    while (rc == CHAT_OK) {
+        CHECK(k < (n - 1) / 5);
+        CHECK(len >= 1 && len == be32(pt + at) && msg == pt + at + 4);
+        at += 4 + len;
+        CHECK(off == at);
+        (*msgs)[k].iov_base = (void *)(uintptr_t)msg;
+        (*msgs)[k].iov_len = len;
+        k++;
+        rc = secure_plain_next(pt, n, &off, &msg, &len);
+    }
+    CHECK(rc == CHAT_EAGAIN && msg == NULL && len == 0 && at == n && k >= 1);
+    CHECK(secure_batch_plain_len(*msgs, k) == n);
+    *count = k;
+    return true;
+}
+
+/* Seal plain as the next frame of d: with secure_seal_batch() when it is a
+ * well-formed batch (which must give what secure_seal() would), else with
+ * secure_seal(). Same contract as secure_seal(). */
+static int
+seal_plain(struct dir *d, const uint8_t *plain, size_t n, bool final,
+           uint8_t **sealed, size_t *sealed_len)
+{
+    struct iovec *msgs = NULL;
+    size_t count = 0, want;
+    int rc;
+
+    if (!plain_messages(plain, n, &msgs, &count))
+        return secure_seal(d->tx, plain, n, final, sealed, sealed_len);
+    want = secure_batch_sealed_len(d->tx, msgs, count);
+    CHECK(want == secure_sealed_len(d->tx, n));
+    *sealed = g_malloc(want);
+    rc = secure_seal_batch(d->tx, msgs, count, final, NULL, *sealed, want,
+                           sealed_len);
+    if (rc != CHAT_OK) {
+        CHECK(*sealed_len == 0);
+        g_free(*sealed);
+        *sealed = NULL;
+    } else {
+        CHECK(*sealed_len == want);
+    }
+    g_free(msgs);
+    return rc;
+}
+
+/* An opened plaintext: walk its messages (plain_messages() checks them). */
+static void
+check_plain(const uint8_t *pt, size_t n)
+{
+    struct iovec *msgs = NULL;
+    size_t count = 0;
+
+    (void)plain_messages(pt, n, &msgs, &count);
+    g_free(msgs);
+}
+
 static void
 open_expect_fail(struct dir *d, const uint8_t *in, size_t n)
 {
@@ -404,7 +526,7 @@ seal_and_open(struct dir *d, const uint8_t *plain, size_t n, bool final)
     int rc;
 
     want = secure_sealed_len(d->tx, n);
-    rc = secure_seal(d->tx, plain, n, final, &sealed, &sealed_len);
+    rc = seal_plain(d, plain, n, final, &sealed, &sealed_len);
     if (d->tx_final) {
         CHECK(rc == CHAT_EPROTO && sealed == NULL && sealed_len == 0);
         return;
@@ -423,6 +545,7 @@ seal_and_open(struct dir *d, const uint8_t *plain, size_t n, bool final)
         CHECK(rc == CHAT_OK && out != NULL);
         CHECK(out_len == n && memcmp(out, plain, n) == 0 && out[n] == '\0');
         CHECK(got_final == final);
+        check_plain(out, out_len);
         if (final) {
             CHECK(secure_rx_finished(d->rx));
             d->rx_over = true;
@@ -453,10 +576,10 @@ open_raw(struct dir *d, const uint8_t *in, size_t n)
         abort();
     }
     CHECK(out != NULL && out[out_len] == '\0');
+    check_plain(out, out_len);
     /* It was genuine: the sender seals exactly these bytes next. */
     CHECK(!d->tx_final);
-    CHECK(secure_seal(d->tx, out, out_len, final, &again, &again_len) ==
-          CHAT_OK);
+    CHECK(seal_plain(d, out, out_len, final, &again, &again_len) == CHAT_OK);
     if (again_len != n || memcmp(again, in, n) != 0) {
         fprintf(stderr, "a frame the sender did not seal opened\n");
         abort();
