@@ -418,6 +418,12 @@ client_send_raw(struct client *c, const char *json, size_t len)
 }
 
 /* commands.c hands shared, already framed messages to this one. */
+void
+client_start_sealing(struct client *c, struct secure_session *sec)
+{
+    c->sec = sec; /* replies go to a plain buffer here: nothing to split */
+}
+
 bool
 client_send_blob(struct client *c, struct frame_blob *b)
 {
