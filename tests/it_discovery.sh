@@ -59,9 +59,8 @@ T() {
 
 cleanup() {
     command -v tmux >/dev/null 2>&1 && T kill-server >/dev/null 2>&1
-    for p in $pids; do
-        kill "$p" 2>/dev/null
-    done
+    # shellcheck disable=SC2086 # a list of PIDs
+    end_pids $pids
     wait 2>/dev/null
     # Deleting a namespace deletes its veth ends, and their peers with them.
     for ns in $made; do
@@ -179,10 +178,34 @@ start_server() {
     }
 }
 
+# end_pids PID...: SIGTERM, then wait at most 10 s (scaled) for them to go;
+# what is left is killed with its children (timeout's server), so that no
+# wait here can hang: LeakSanitizer's exit check once spun for 15 minutes
+# in a namespace here (sched_yield under StopTheWorld).
+end_pids() {
+    for p in "$@"; do
+        kill "$p" 2>/dev/null
+    done
+    for p in "$@"; do
+        i=0
+        while kill -0 "$p" 2>/dev/null && [ $i -lt $((100 * scale)) ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        if kill -0 "$p" 2>/dev/null; then
+            echo "# pid $p did not exit within $((10 * scale)) s of SIGTERM: killed"
+            for c in $(pgrep -P "$p"); do
+                kill -KILL "$c" 2>/dev/null
+            done
+            kill -KILL "$p" 2>/dev/null
+        fi
+        wait "$p" 2>/dev/null
+    done
+}
+
 stop_server() {
     eval "sp=\$pid_$1"
-    kill "$sp" 2>/dev/null
-    wait "$sp" 2>/dev/null
+    end_pids "$sp"
 }
 
 # discover NS OUT [ARGS...]: sockchat --discover in NS, output in OUT.
