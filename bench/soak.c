@@ -1559,10 +1559,16 @@ act_normal(struct client *c, int64_t now)
     } else if (k < 82) {
         unsigned id;
 
+        /* A room it is in: one nobody has joined yet does not exist, and
+         * the server rightly answers no_such_room (seen early in a slow,
+         * valgrind run). */
+        r = random_room_in(c);
+        if (r < 0)
+            return;
         new_req(c, RQ_WHO, -1, &id);
         st.whos++;
         send_fmt(c, "{\"type\":\"who\",\"room\":\"%s\",\"id\":%u}",
-                 rooms[rnd(opt.rooms)].name, id);
+                 rooms[r].name, id);
     } else if (k < 83) {
         unsigned id;
 

@@ -118,7 +118,13 @@ field() { # FILE LINE-PREFIX KEY
 
 # ---- a0. a hard descriptor limit below --max-clients ----------------------
 echo "== a0: descriptor limit 64, 20 chatting clients, 100 more connecting"
-if start_server fit 64; then
+# valgrind keeps descriptors of its own below the limit it shows the
+# server, so under a wrapper the places do not come out of 64 and the
+# exact counts below do not hold; a0 and a2 run in the plain and ASan
+# stages, a1 (which does not depend on the real limit) runs everywhere.
+if [ -n "$wrapper" ]; then
+    echo "SKIP a0: valgrind takes descriptors below ulimit -n 64 for itself"
+elif start_server fit 64; then
     "$soak" --port-file "$tmp/fit.ports" --calm --clients 20 --rooms 2 \
         --seconds $((5 * scale)) --act-ms 300 --hold 100 --hold-interval 20 \
         --connect-ms 1000 --settle 0 --rss-margin-pct -1 --quiet \
@@ -194,7 +200,9 @@ fi
 
 # ---- a2. --max-clients below the descriptor limit -------------------------
 echo "== a2: descriptor limit 64, --max-clients 30, 20 chatting + 40 more"
-if start_server full 64 --max-clients 30; then
+if [ -n "$wrapper" ]; then
+    echo "SKIP a2: valgrind takes descriptors below ulimit -n 64 for itself"
+elif start_server full 64 --max-clients 30; then
     "$soak" --port-file "$tmp/full.ports" --calm --clients 20 --rooms 2 \
         --seconds $((5 * scale)) --act-ms 300 --hold 40 --hold-interval 20 \
         --connect-ms 1000 --settle 0 --rss-margin-pct -1 --quiet \
