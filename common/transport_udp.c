@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -38,6 +39,14 @@
 #define UDP_ACCEPT_BATCH 64   /* datagrams a listener reads per accept() */
 #define UDP_RECV_BATCH 64     /* datagrams a session reads per recv() */
 #define UDP_FLUSH_BATCH 256   /* datagrams a session sends per flush */
+/* Segmentation offload (doc/UDP.md section 9): one send hands the kernel
+ * up to UDP_GSO_SEGS datagrams of one size (UDP_SEGMENT), and one receive
+ * may return up to UDP_GRO_MAX bytes of datagrams the kernel kept together
+ * (UDP_GRO). 48 x 1200 bytes stays below both the 64-segment limit of
+ * older kernels and the 64 KiB of one IP packet. */
+#define UDP_GSO_SEGS 48
+#define UDP_GSO_MAX (UDP_GSO_SEGS * UDP_DGRAM_MAX)
+#define UDP_GRO_MAX 65536
 #define UDP_BLOCKED_RETRY_US 1000
 #define UDP_PEER_KEY_MAX 32
 #define UDP_LINGER_MAX_US 30000000 /* a closed session's last delivery */
@@ -87,11 +96,19 @@ struct udp_transport {
                       * given to rel but left queued: see udp_recv */
     bool blocked;    /* the socket said EAGAIN; pend waits */
     bool wake;       /* the send buffer reopened outside a send call */
-    size_t pend_len;
-    uint8_t pend[UDP_DGRAM_MAX];
+    bool gso;        /* sends may hand the kernel a run (UDP_SEGMENT) */
+    /* Datagrams rel gave us that the socket did not take yet: pend_len
+     * bytes of datagrams of pend_seg bytes (the last maybe shorter), on
+     * the heap only while the socket is full. */
+    size_t pend_len, pend_seg;
+    uint8_t *pend;
     /* listener counters: answered INITs, valid ECHOs refused for want of
      * room, and datagrams ignored (malformed, foreign, forged, late) */
     uint64_t cookies, refused, ignored;
+    /* session counters: datagrams sent and the calls that sent them, and
+     * datagrams received and the reads that took them (runs, section 9 of
+     * doc/UDP.md, make the calls fewer than the datagrams) */
+    uint64_t dgrams_out, sends_out, dgrams_in, reads_in;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -230,6 +247,27 @@ udp_alloc(int fd)
     return u;
 }
 
+/*
+ * Segmentation offload for a session's connected socket (doc/UDP.md
+ * section 9): send runs of datagrams in one call where the kernel knows
+ * UDP_SEGMENT (Linux 4.18), and take runs the peer sent that way in one
+ * receive (UDP_GRO, Linux 5.0); without UDP_GRO the kernel cuts runs into
+ * datagrams before they reach us. Both are optimisations: a kernel without
+ * them gets one datagram per call, as any peer may send.
+ */
+static void
+udp_offload(struct udp_transport *u)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+
+    u->gso = getsockopt(u->base.fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0;
+    if (!u->gso)
+        trace_sock("getsockopt(fd=%d, UDP_SEGMENT) = -1 %s", u->base.fd,
+                   strerror(errno));
+    (void)udp_setopt(u->base.fd, SOL_UDP, UDP_GRO, "UDP_GRO");
+}
+
 static void
 udp_linger_free(gpointer p)
 {
@@ -252,6 +290,28 @@ udp_reg_unref(struct udp_reg *reg)
 
 /* ---- sending ------------------------------------------------------------ */
 
+/* What a send of count datagrams on a connected socket that returned r
+ * means: CHAT_OK (sent, or lost the way the network loses datagrams) or
+ * CHAT_EAGAIN (the socket is full). */
+static int
+udp_send_result(struct udp_transport *u, ssize_t r, size_t count)
+{
+    if (r >= 0) {
+        u->dgrams_out += count;
+        u->sends_out++;
+        return CHAT_OK;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return CHAT_EAGAIN;
+    /* A connected UDP socket reports an earlier datagram's ICMP port
+     * unreachable here: nobody listens at the peer any more. */
+    if (errno == ECONNREFUSED)
+        udp_rel_peer_gone(u->rel);
+    /* Anything else (ENOBUFS, a route gone) is a lost datagram, which the
+     * reliability layer repairs. */
+    return CHAT_OK;
+}
+
 /* Send one datagram on a connected socket. CHAT_OK (sent, or lost the way
  * the network loses datagrams) or CHAT_EAGAIN (the socket is full). */
 static int
@@ -268,44 +328,148 @@ udp_send_dgram(struct udp_transport *u, const uint8_t *d, size_t n)
         trace_sock("send(fd=%d, %zu bytes %s) = %zd%s%s", u->base.fd, n, what,
                    r, r < 0 ? " " : "", r < 0 ? strerror(errno) : "");
     }
-    if (r >= 0)
-        return CHAT_OK;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return CHAT_EAGAIN;
-    /* A connected UDP socket reports an earlier datagram's ICMP port
-     * unreachable here: nobody listens at the peer any more. */
-    if (errno == ECONNREFUSED)
-        udp_rel_peer_gone(u->rel);
-    /* Anything else (ENOBUFS, a route gone) is a lost datagram, which the
-     * reliability layer repairs. */
-    return CHAT_OK;
+    return udp_send_result(u, r, 1);
 }
 
-/* Send what rel has to send, until it has nothing or the socket is full. */
+/* Send a run of datagrams of seg bytes each (the last maybe shorter) in
+ * one call: the kernel cuts it at seg bytes (UDP_SEGMENT) and, on
+ * loopback or towards a socket that takes GRO, carries it as one packet.
+ * CHAT_OK (sent or lost), CHAT_EAGAIN, or CHAT_ESYS: this socket cannot
+ * (a device or route without segmentation offload says EIO or EINVAL), so
+ * it stops trying and the caller sends them one by one. */
+static int
+udp_send_gso(struct udp_transport *u, const uint8_t *d, size_t n, size_t seg)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } cbuf;
+    struct iovec iov = {.iov_base = (void *)(uintptr_t)d, .iov_len = n};
+    struct msghdr m;
+    struct cmsghdr *c;
+    uint16_t size = (uint16_t)seg;
+    ssize_t r;
+
+    memset(&m, 0, sizeof(m));
+    memset(&cbuf, 0, sizeof(cbuf));
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf.buf;
+    m.msg_controllen = sizeof(cbuf.buf);
+    c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(size));
+    memcpy(CMSG_DATA(c), &size, sizeof(size));
+    do
+        r = sendmsg(u->base.fd, &m, 0);
+    while (r < 0 && errno == EINTR);
+    trace_sock("sendmsg(fd=%d, %zu bytes in %zu datagrams, UDP_SEGMENT %zu) "
+               "= %zd%s%s",
+               u->base.fd, n, (n + seg - 1) / seg, seg, r, r < 0 ? " " : "",
+               r < 0 ? strerror(errno) : "");
+    if (r < 0 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT)) {
+        u->gso = false;
+        return CHAT_ESYS;
+    }
+    return udp_send_result(u, r, (n + seg - 1) / seg);
+}
+
+/* Send a run of datagrams of seg bytes each (the last maybe shorter): in
+ * one call where the socket can, else one by one. Bytes sent off the
+ * front: n, or fewer when the socket filled up. */
+static size_t
+udp_send_run(struct udp_transport *u, const uint8_t *d, size_t n, size_t seg)
+{
+    size_t off = 0, len;
+
+    if (u->gso && n > seg) {
+        switch (udp_send_gso(u, d, n, seg)) {
+        case CHAT_OK:
+            return n;
+        case CHAT_EAGAIN:
+            return 0;
+        default:
+            break;
+        }
+    }
+    while (off < n) {
+        len = MIN(seg, n - off);
+        if (udp_send_dgram(u, d + off, len) == CHAT_EAGAIN)
+            break;
+        off += len;
+    }
+    return off;
+}
+
+/* Send run[0..len) (datagrams of seg bytes); what the socket does not take
+ * waits in pend. false when the socket is full. */
+static bool
+udp_send_or_keep(struct udp_transport *u, const uint8_t *run, size_t len,
+                 size_t seg)
+{
+    size_t sent = udp_send_run(u, run, len, seg);
+
+    if (sent == len)
+        return true;
+    u->pend = g_memdup2(run + sent, len - sent);
+    u->pend_len = len - sent;
+    u->pend_seg = seg;
+    u->blocked = true;
+    return false;
+}
+
+/*
+ * Send what rel has to send, until it has nothing or the socket is full.
+ * Datagrams leave in runs: consecutive datagrams of one size (the last of
+ * a run may be shorter), up to UDP_GSO_SEGS, go to the kernel in one call
+ * (udp_send_gso). A bulk transfer is a run of full datagrams, so the
+ * per-packet cost of the stack is paid once per run, not per datagram.
+ */
 static void
 udp_flush(struct udp_transport *u, int64_t now)
 {
-    uint8_t d[UDP_DGRAM_MAX];
-    size_t n;
+    uint8_t run[UDP_GSO_MAX];
+    size_t len = 0, seg = 0, n, sent;
     int i;
 
     if (u->pend_len > 0) {
-        if (udp_send_dgram(u, u->pend, u->pend_len) == CHAT_EAGAIN)
+        sent = udp_send_run(u, u->pend, u->pend_len, u->pend_seg);
+        if (sent < u->pend_len) {
+            memmove(u->pend, u->pend + sent, u->pend_len - sent);
+            u->pend_len -= sent;
             return;
+        }
+        g_free(u->pend);
+        u->pend = NULL;
         u->pend_len = 0;
     }
     u->blocked = false;
     for (i = 0; i < UDP_FLUSH_BATCH; i++) {
-        n = udp_rel_poll_output(u->rel, now, d);
+        n = udp_rel_poll_output(u->rel, now, run + len);
         if (n == 0)
             break;
-        if (udp_send_dgram(u, d, n) == CHAT_EAGAIN) {
-            memcpy(u->pend, d, n);
-            u->pend_len = n;
-            u->blocked = true;
-            break;
+        if (len > 0 && n > seg) {
+            /* Longer than the run's datagrams: it starts the next run. */
+            /* When the socket is full here, that datagram is lost as
+             * the network loses one: the acks of those after it show
+             * the hole and rel sends it again. */
+            if (!udp_send_or_keep(u, run, len, seg))
+                return;
+            memmove(run, run + len, n);
+            len = 0;
+        }
+        if (len == 0)
+            seg = n;
+        len += n;
+        if (n < seg || !u->gso || len + UDP_DGRAM_MAX > sizeof(run)) {
+            if (!udp_send_or_keep(u, run, len, seg))
+                return;
+            len = 0;
         }
     }
+    if (len > 0)
+        (void)udp_send_or_keep(u, run, len, seg);
 }
 
 /* ---- listener ----------------------------------------------------------- */
@@ -651,6 +815,7 @@ udp_session_new(struct udp_transport *l, const struct addr *peer,
     if (rc != CHAT_OK)
         return rc;
     u = udp_alloc(fd);
+    udp_offload(u);
     u->base.peer = *peer;
     stream_fill_local(&u->base);
     udp_rel_params_default(&p);
@@ -787,6 +952,7 @@ udp_connect(const struct addr *a, struct transport **out)
     if (fd < 0)
         return CHAT_ESYS;
     u = udp_alloc(fd);
+    udp_offload(u);
     u->base.peer = *a;
     *out = &u->base;
     /* connect() on UDP sends nothing: it fixes the peer, so the kernel
@@ -827,16 +993,31 @@ udp_discard_head(struct udp_transport *u)
     return CHAT_OK;
 }
 
-/* Look at the next datagram without taking it off the queue. Its true
- * length, CHAT_EAGAIN, or CHAT_ESYS. */
+/* Look at the next datagram without taking it off the queue: its true
+ * length, CHAT_EAGAIN, or CHAT_ESYS. With UDP_GRO it may be a run of
+ * datagrams the peer sent in one call; *seg is then their size (the last
+ * may be shorter), else the whole length. */
 static ssize_t
-udp_peek(struct udp_transport *u, uint8_t *d, size_t cap)
+udp_peek(struct udp_transport *u, uint8_t *d, size_t cap, size_t *seg)
 {
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } cbuf;
+    struct iovec iov = {.iov_base = d, .iov_len = cap};
+    struct msghdr m;
+    struct cmsghdr *c;
     char what[80];
     ssize_t r;
+    int size;
 
+    memset(&m, 0, sizeof(m));
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf.buf;
+    m.msg_controllen = sizeof(cbuf.buf);
     do
-        r = recv(u->base.fd, d, cap, MSG_PEEK | MSG_TRUNC);
+        r = recvmsg(u->base.fd, &m, MSG_PEEK | MSG_TRUNC);
     while (r < 0 && errno == EINTR);
     if (r < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -846,10 +1027,23 @@ udp_peek(struct udp_transport *u, uint8_t *d, size_t cap)
             udp_rel_peer_gone(u->rel);
         return CHAT_ESYS;
     }
+    *seg = (size_t)r;
+    for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            memcpy(&size, CMSG_DATA(c), sizeof(size));
+            if (size > 0 && (size_t)size < *seg)
+                *seg = (size_t)size;
+        }
+    }
     if (log_trace_sockets()) {
         udp_dgram_desc(d, (size_t)r < cap ? (size_t)r : cap, what,
                        sizeof(what));
-        trace_sock("recv(fd=%d) = %zd %s", u->base.fd, r, what);
+        if (*seg < (size_t)r)
+            trace_sock("recv(fd=%d) = %zd in %zu datagrams of %zu, first %s",
+                       u->base.fd, r, ((size_t)r + *seg - 1) / *seg, *seg,
+                       what);
+        else
+            trace_sock("recv(fd=%d) = %zd %s", u->base.fd, r, what);
     }
     return r;
 }
@@ -885,6 +1079,29 @@ udp_session_foreign(struct udp_transport *u, const uint8_t *d, size_t n)
                    u->base.fd);
     }
     return true;
+}
+
+/* Give rel the datagrams of one receive: n bytes of datagrams of seg bytes
+ * each (the last maybe shorter; see udp_peek). A receive longer than the
+ * buffer was truncated and is dropped whole, as is any datagram longer
+ * than the protocol allows. On a server session, datagrams of another
+ * connection are answered as the listener would (check_foreign). */
+static void
+udp_feed(struct udp_transport *u, int64_t now, const uint8_t *d, size_t n,
+         size_t seg, bool check_foreign)
+{
+    size_t off, len;
+
+    if (n > UDP_GRO_MAX || seg == 0 || seg > UDP_DGRAM_MAX)
+        return;
+    u->reads_in++;
+    u->dgrams_in += (n + seg - 1) / seg;
+    for (off = 0; off < n; off += len) {
+        len = MIN(seg, n - off);
+        if (check_foreign && udp_session_foreign(u, d + off, len))
+            continue;
+        udp_rel_input(u->rel, now, d + off, len);
+    }
 }
 
 /* How the stream ended, as the stream backends say it. */
@@ -932,9 +1149,10 @@ static ssize_t
 udp_recv(struct transport *t, void *p, size_t n)
 {
     struct udp_transport *u = (struct udp_transport *)t;
-    uint8_t d[UDP_DGRAM_MAX + 1];
+    uint8_t d[UDP_GRO_MAX];
     bool was_full = udp_rel_writable(u->rel) == 0;
     int64_t now = udp_now_us();
+    size_t seg;
     ssize_t r;
     int i;
 
@@ -953,12 +1171,10 @@ udp_recv(struct transport *t, void *p, size_t n)
         }
         if (udp_rel_readable(u->rel) >= n)
             break;
-        r = udp_peek(u, d, sizeof(d));
+        r = udp_peek(u, d, sizeof(d), &seg);
         if (r < 0)
             break;
-        if ((size_t)r <= UDP_DGRAM_MAX &&
-            !udp_session_foreign(u, d, (size_t)r))
-            udp_rel_input(u->rel, now, d, (size_t)r);
+        udp_feed(u, now, d, (size_t)r, seg, true);
         u->head_fed = true;
         if (udp_rel_read_left(u->rel, n))
             break;
@@ -1034,8 +1250,9 @@ static int
 udp_connect_done(struct transport *t)
 {
     struct udp_transport *u = (struct udp_transport *)t;
-    uint8_t d[UDP_DGRAM_MAX + 1];
+    uint8_t d[UDP_GRO_MAX];
     int64_t now = udp_now_us();
+    size_t seg;
     ssize_t r;
     int i;
 
@@ -1046,11 +1263,10 @@ udp_connect_done(struct transport *t)
 
         if (s != UDP_REL_INIT_SENT && s != UDP_REL_ECHO_SENT)
             break;
-        r = udp_peek(u, d, sizeof(d));
+        r = udp_peek(u, d, sizeof(d), &seg);
         if (r < 0)
             break;
-        if ((size_t)r <= UDP_DGRAM_MAX)
-            udp_rel_input(u->rel, now, d, (size_t)r);
+        udp_feed(u, now, d, (size_t)r, seg, false);
         if (udp_discard_head(u) != CHAT_OK)
             break;
     }
@@ -1129,6 +1345,7 @@ udp_close(struct transport *t)
     udp_reg_unref(u->reg);
     if (t->fd >= 0)
         stream_close_fd(t->fd);
+    g_free(u->pend);
     g_free(u);
 }
 
@@ -1294,9 +1511,15 @@ udp_describe(const struct transport *t, char *out, size_t n)
     addr_format(&t->peer, where, sizeof(where));
     udp_rel_get_stats(u->rel, &st);
     s = udp_rel_state(u->rel);
-    snprintf(out, n, "udp %s rtt %.1f ms, rto %u ms, %llu retransmitted%s%s",
+    snprintf(out, n,
+             "udp %s rtt %.1f ms, rto %u ms, %llu retransmitted, %llu "
+             "datagrams sent in %llu calls, %llu received in %llu%s%s",
              where, st.srtt_us / 1000.0, st.rto_us / 1000,
              (unsigned long long)st.retransmits,
+             (unsigned long long)u->dgrams_out,
+             (unsigned long long)u->sends_out,
+             (unsigned long long)u->dgrams_in,
+             (unsigned long long)u->reads_in,
              s == UDP_REL_OPEN ? "" : ", ",
              s == UDP_REL_OPEN ? "" : udp_rel_state_name(s));
 }

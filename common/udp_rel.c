@@ -1092,7 +1092,6 @@ rel_process_ack(struct udp_rel *r, const struct udp_hdr *h, int64_t now)
         r->pto_armed = false;
         if (r->snd_una == r->snd_nxt)
             r->probe_due = false;
-        buf_shrink(&r->snd);
     } else if (h->type == UDP_T_ACK && r->snd_una != r->snd_nxt) {
         r->dupacks++;
     }
@@ -1570,6 +1569,12 @@ udp_rel_tick(struct udp_rel *r, int64_t now_us)
     }
     if (now_us >= rel_ping_at(r))
         r->ping_due = true;
+    /* The send buffer gives its memory back here, on a timer, not the
+     * moment it empties: a busy stream empties and refills it all the
+     * time, and would pay an allocation and a growth by doubling (copying
+     * as it grows) each time. An idle stream's timer (the keepalive at the
+     * latest) still frees it. */
+    buf_shrink(&r->snd);
 }
 
 int64_t

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1711,6 +1712,42 @@ pump_both(struct transport *a, struct transport *b, size_t total, int ms)
     assert_int_equal(rd[1], total);
 }
 
+/* A bulk transfer (1 MiB each way through pump_both, which writes 16 KiB
+ * at a time) leaves in runs of datagrams, one call each (doc/UDP.md
+ * section 8.4), and arrives in runs: far fewer calls than datagrams.
+ * Only where the kernel has segmentation offload; elsewhere every
+ * datagram is a call, which is checked too. */
+static void
+assert_bulk_in_runs(const struct transport *t)
+{
+    unsigned long long dout = 0, sends = 0, din = 0, reads = 0;
+    int v = 0, fd = socket(AF_INET, SOCK_DGRAM, 0);
+    socklen_t len = sizeof(v);
+    bool gso;
+    char desc[256];
+    const char *p;
+
+    assert_true(fd >= 0);
+    gso = getsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0;
+    close(fd);
+    transport_describe(t, desc, sizeof(desc));
+    p = strstr(desc, "retransmitted, ");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "retransmitted, %llu datagrams sent in %llu "
+                               "calls, %llu received in %llu",
+                            &dout, &sends, &din, &reads),
+                     4);
+    /* 1 MiB is at least 898 datagrams of 1168 payload bytes each way */
+    assert_true(dout >= 898);
+    assert_true(din >= 898);
+    if (gso) {
+        assert_true(sends * 4 < dout);
+        assert_true(reads * 4 < din);
+    } else {
+        assert_true(sends == dout);
+    }
+}
+
 static void
 transport_roundtrip(const char *url)
 {
@@ -1730,6 +1767,8 @@ transport_roundtrip(const char *url)
     transport_describe(p.c, desc, sizeof(desc));
     assert_non_null(strstr(desc, "udp "));
     assert_non_null(strstr(desc, " rtt "));
+    assert_bulk_in_runs(p.c);
+    assert_bulk_in_runs(p.s);
     /* orderly close: the reader gets the end after the data */
     assert_int_equal(transport_send(p.c, "bye", 3), 3);
     transport_shutdown(p.c);
