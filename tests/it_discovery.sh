@@ -15,17 +15,12 @@
 # binaries next to it in a built tree.
 set -u
 
-here=$(cd "$(dirname "$0")" && pwd)
-top=${abs_top_builddir:-$(dirname "$here")}
-SOCKCHATD=${SOCKCHATD:-$top/server/sockchatd}
-SOCKCHAT=${SOCKCHAT:-$top/client/sockchat}
-FLOOD=$top/tests/test_discovery
-# check-valgrind runs the servers under a wrapper and stretches the waits.
-wrap=${SOCKCHATD_WRAPPER:-}
-scale=${IT_TIMEOUT_SCALE:-1}
-case $scale in
-'' | *[!0-9]*) scale=1 ;;
-esac
+# ok, not_ok, wait_for, T, $wrap and $scale: tests/lib.sh. Its server
+# helpers are not used here: the servers run in namespaces (below).
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+FLOOD=$builddir/tests/test_discovery
+# The waits here are 5 s (scaled) unless told.
+wait_tenths=50
 
 skip() {
     echo "1..0 # SKIP $1"
@@ -38,7 +33,7 @@ command -v ip >/dev/null 2>&1 || skip "needs iproute2 (ip)"
 [ -x "$SOCKCHATD" ] && [ -x "$SOCKCHAT" ] || skip "binaries not built"
 [ -x "$FLOOD" ] || skip "tests/test_discovery (the flood helper) not built"
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/it_discovery.XXXXXX") || exit 99
+it_setup it_discovery
 # Keys and known servers go here, not into the home of whoever runs this.
 HOME=$tmp XDG_CONFIG_HOME=$tmp/config
 export HOME XDG_CONFIG_HOME
@@ -47,16 +42,12 @@ SW=${tag}sw
 H1=${tag}h1 H2=${tag}h2 H3=${tag}h3 H4=${tag}h4 H5=${tag}h5 H6=${tag}h6
 H7=${tag}h7 H8=${tag}h8
 made=""
-pids=""
-failed=0
-n=0
 
-# The interactive checks run the client in tmux, when there is one.
+# The interactive checks run the client in tmux (T), when there is one.
 unset TMUX
-T() {
-    tmux -S "$tmp/tmux.sock" -f /dev/null "$@"
-}
 
+# Not lib.sh's it_cleanup: every wait for a process is bounded here (see
+# end_pids), and the namespaces go too.
 cleanup() {
     command -v tmux >/dev/null 2>&1 && T kill-server >/dev/null 2>&1
     # shellcheck disable=SC2086 # a list of PIDs
@@ -69,34 +60,6 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-trap 'exit 99' INT TERM HUP
-
-ok() {
-    n=$((n + 1))
-    echo "ok $n - $1"
-}
-
-not_ok() {
-    n=$((n + 1))
-    failed=1
-    echo "not ok $n - $1"
-    shift
-    for f in "$@"; do
-        [ -f "$f" ] && sed "s|^|#   $(basename "$f"): |" "$f"
-    done
-    return 0
-}
-
-# Wait up to $2 tenths of a second (default 50) for command $1.
-wait_for() {
-    i=0
-    while ! eval "$1" >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ "$i" -ge $((${2:-50} * scale)) ] && return 1
-        sleep 0.1
-    done
-    return 0
-}
 
 now_ms() {
     date +%s%3N
@@ -158,6 +121,8 @@ fi
 # --- processes -------------------------------------------------------------
 
 # start_server NS NAME [ARGS...]: sockchatd in NS; waits for its port file.
+# (These two replace lib.sh's start_server and stop_server, which run the
+# server on this host.)
 start_server() {
     sns=$1
     sname=$2

@@ -37,74 +37,46 @@
 # Exit 77 when bench/soak or tests/faultshim.so is not built.
 set -u
 
-builddir=${abs_top_builddir:-$(cd "$(dirname "$0")/.." && pwd)}
-server=${SOCKCHATD:-$builddir/server/sockchatd}
+# try_server, stop_server, reap, fail and the rest: tests/lib.sh.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 soak=${SOAK:-$builddir/bench/soak}
 shim=${FAULTSHIM:-$builddir/tests/faultshim.so}
-scale=${IT_TIMEOUT_SCALE:-1}
-wrapper=${SOCKCHATD_WRAPPER:-}
 
-[ -x "$server" ] || { echo "SKIP: no server at $server"; exit 77; }
+[ -x "$SOCKCHATD" ] || { echo "SKIP: no server at $SOCKCHATD"; exit 77; }
 [ -x "$soak" ] || { echo "SKIP: bench/soak is not built (make bench/soak)"; exit 77; }
 [ -f "$shim" ] || { echo "SKIP: tests/faultshim.so is not built"; exit 77; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/it_faults.XXXXXX") || exit 99
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+it_setup it_faults
 XDG_CONFIG_HOME=$tmp/xdg; export XDG_CONFIG_HOME
-failed=0
-server_env= # NAME=VALUE words for the server only
+# The servers log at their default level (the checks read the log), and
+# every wait here is 5 s (scaled): starting, and stopping after SIGTERM.
+server_opts=
+wait_tenths=50
 # a1 and b preload the shim; ASan wants its runtime first, and the shim
 # does not use it.
 ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
 export ASAN_OPTIONS
-fail() { echo "FAIL: $*"; failed=1; }
 
-# start_server NAME NOFILE ARGS...: in the background (pid in $pid), with
-# the descriptor limit NOFILE (0: unchanged). 1 if it did not start.
-start_server() {
+# serve NAME NOFILE ARGS...: try_server with a tcp listener and
+# unix://$tmp/NAME.sock before ARGS (what soak and hog.pl connect to), the
+# descriptor limit NOFILE (0: unchanged) and $server_env; the PID in $pid.
+# 1 if it did not start, with the tail of its log, the server killed.
+serve() {
     name=$1
-    nofile=$2
+    server_nofile=$2
     shift 2
-    rm -f "$tmp/$name.ports" "$tmp/$name.sock"
-    (
-        if [ "$nofile" -gt 0 ]; then ulimit -n "$nofile" || exit 3; fi
-        exec env $server_env $wrapper "$server" -l tcp://127.0.0.1:0 \
-            -l "unix://$tmp/$name.sock" --port-file "$tmp/$name.ports" "$@"
-    ) 2>"$tmp/$name.log" &
-    pid=$!
-    i=0
-    while [ ! -s "$tmp/$name.ports" ]; do
-        i=$((i + 1))
-        if [ $i -gt $((50 * scale)) ] || ! kill -0 "$pid" 2>/dev/null; then
-            echo "the server did not start:"
-            tail -5 "$tmp/$name.log"
-            kill -KILL "$pid" 2>/dev/null
-            wait "$pid" 2>/dev/null
-            pid=
-            return 1
-        fi
-        sleep 0.1
-    done
-    return 0
-}
-
-# stop_server: SIGTERM, wait (bounded); exit status in $status.
-stop_server() {
-    kill -TERM "$pid" 2>/dev/null
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt $((100 * scale)) ]; do
-        sleep 0.05
-        i=$((i + 1))
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-    wait "$pid"
-    status=$?
+    rm -f "$tmp/$name.sock"
+    try_server "$name" -l tcp://127.0.0.1:0 -l "unix://$tmp/$name.sock" "$@"
+    started=$?
+    server_nofile=0
+    pid=$spid
+    [ $started -eq 0 ] && return 0
+    echo "the server did not start:"
+    tail -5 "$tmp/$name.server.err"
+    kill -KILL "$pid" 2>/dev/null
+    reap "$pid"
     pid=
+    return 1
 }
 
 # The server's user + system CPU time in clock ticks.
@@ -122,10 +94,10 @@ echo "== a0: descriptor limit 64, 20 chatting clients, 100 more connecting"
 # server, so under a wrapper the places do not come out of 64 and the
 # exact counts below do not hold; a0 and a2 run in the plain and ASan
 # stages, a1 (which does not depend on the real limit) runs everywhere.
-if [ -n "$wrapper" ]; then
+if [ -n "$wrap" ]; then
     echo "SKIP a0: valgrind takes descriptors below ulimit -n 64 for itself"
-elif start_server fit 64; then
-    "$soak" --port-file "$tmp/fit.ports" --calm --clients 20 --rooms 2 \
+elif serve fit 64; then
+    "$soak" --port-file "$tmp/fit.port" --calm --clients 20 --rooms 2 \
         --seconds $((5 * scale)) --act-ms 300 --hold 100 --hold-interval 20 \
         --connect-ms 1000 --settle 0 --rss-margin-pct -1 --quiet \
         --max-wait $((40 * scale)) >"$tmp/fit.out" 2>"$tmp/fit.err"
@@ -133,16 +105,17 @@ elif start_server fit 64; then
     cat "$tmp/fit.out"
     grep '^FAIL' "$tmp/fit.err" | head -10
     [ "$soak_status" -eq 0 ] || fail "a0: soak status $soak_status"
-    grep 'lowered to 32: the hard descriptor limit is 64' "$tmp/fit.log" ||
+    grep 'lowered to 32: the hard descriptor limit is 64' \
+        "$tmp/fit.server.err" ||
         fail "a0: the server did not say it lowered --max-clients"
     waiting=$(field "$tmp/fit.out" hold waiting)
     full=$(field "$tmp/fit.out" hold server_full)
     [ "${waiting:-1}" -eq 0 ] || fail "a0: $waiting clients left waiting"
     [ "${full:-0}" -gt 0 ] || fail "a0: nobody past the places got server_full"
-    if grep -q 'Too many open files' "$tmp/fit.log"; then
+    if grep -q 'Too many open files' "$tmp/fit.server.err"; then
         fail "a0: accept() met EMFILE although the places were fitted"
     fi
-    stop_server
+    stop_server "$pid"
     [ "$status" -eq 0 ] || fail "a0: server exit status $status"
 else
     echo "SKIP a0: the server does not start with 64 descriptors here"
@@ -151,23 +124,24 @@ fi
 # ---- a1. EMFILE ---------------------------------------------------------
 echo "== a1: accept() meets EMFILE above descriptor 64, 20 chatting, 100 more"
 server_env="LD_PRELOAD=$shim FAULT_FD_LIMIT=64 FAULT_RATE=0"
-start_server emfile 0
+serve emfile 0
 started=$?
 server_env=
 if [ $started -eq 0 ]; then
-    "$soak" --port-file "$tmp/emfile.ports" --calm --clients 20 --rooms 2 \
+    "$soak" --port-file "$tmp/emfile.port" --calm --clients 20 --rooms 2 \
         --seconds $((9 * scale)) --act-ms 300 --hold 100 --hold-interval 20 \
         --connect-ms 1000 --settle 0 --rss-margin-pct -1 --quiet \
         --max-wait $((40 * scale)) >"$tmp/emfile.out" 2>"$tmp/emfile.err" &
     soak_pid=$!
+    pids="$pids $soak_pid"
     # The holders are all started 1.4 s + 2 s into the run; measure after.
     sleep 4
     c0=$(cpu_ticks)
     sleep 3
     c1=$(cpu_ticks)
     hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
-    wait "$soak_pid"
-    soak_status=$?
+    reap "$soak_pid"
+    soak_status=$status
     cat "$tmp/emfile.out"
     grep '^FAIL' "$tmp/emfile.err" | head -10
     echo "server CPU over 3 s: $((c1 - c0)) ticks of $hz/s"
@@ -179,7 +153,7 @@ if [ $started -eq 0 ]; then
     late=$(field "$tmp/emfile.out" hold late_welcome)
     full=$(field "$tmp/emfile.out" hold server_full)
     if [ "${waiting:-0}" -gt 0 ]; then
-        grep -q 'accept: Too many open files' "$tmp/emfile.log" ||
+        grep -q 'accept: Too many open files' "$tmp/emfile.server.err" ||
             fail "a1: clients wait, but the server never met EMFILE"
         [ "${late:-0}" -gt 0 ] ||
             fail "a1: nobody waiting got in after descriptors were freed"
@@ -190,9 +164,9 @@ if [ $started -eq 0 ]; then
     fi
     [ $((c1 - c0)) -le $((hz * 3 / 10)) ] ||
         fail "a1: the server used $((c1 - c0)) ticks of CPU in 3 s (spinning?)"
-    stop_server
+    stop_server "$pid"
     [ "$status" -eq 0 ] || fail "a1: server exit status $status"
-    lines=$(grep -c 'accept: Too many open files' "$tmp/emfile.log")
+    lines=$(grep -c 'accept: Too many open files' "$tmp/emfile.server.err")
     echo "EMFILE log lines: $lines (rate-limited to one a second)"
 else
     fail "a1: the server did not start"
@@ -200,10 +174,10 @@ fi
 
 # ---- a2. --max-clients below the descriptor limit -------------------------
 echo "== a2: descriptor limit 64, --max-clients 30, 20 chatting + 40 more"
-if [ -n "$wrapper" ]; then
+if [ -n "$wrap" ]; then
     echo "SKIP a2: valgrind takes descriptors below ulimit -n 64 for itself"
-elif start_server full 64 --max-clients 30; then
-    "$soak" --port-file "$tmp/full.ports" --calm --clients 20 --rooms 2 \
+elif serve full 64 --max-clients 30; then
+    "$soak" --port-file "$tmp/full.port" --calm --clients 20 --rooms 2 \
         --seconds $((5 * scale)) --act-ms 300 --hold 40 --hold-interval 20 \
         --connect-ms 1000 --settle 0 --rss-margin-pct -1 --quiet \
         --max-wait $((40 * scale)) >"$tmp/full.out" 2>"$tmp/full.err"
@@ -215,7 +189,7 @@ elif start_server full 64 --max-clients 30; then
     full=$(field "$tmp/full.out" hold server_full)
     [ "${welcome:-0}" -eq 10 ] || fail "a2: $welcome holders welcomed, not 10"
     [ "${full:-0}" -eq 30 ] || fail "a2: $full holders got server_full, not 30"
-    stop_server
+    stop_server "$pid"
     [ "$status" -eq 0 ] || fail "a2: server exit status $status"
 else
     echo "SKIP a2: the server does not start with 64 descriptors here"
@@ -228,11 +202,11 @@ for seed in 11 12; do
     server_env="LD_PRELOAD=$shim FAULT_SEED=$seed FAULT_RATE=0.3
         FAULT_RESET=0.001 FAULT_MAX_RESETS=6 FAULT_ACCEPT=0.3
         FAULT_LOG=$tmp/faults.log FAULT_STOP_FILE=$tmp/stop"
-    start_server shim 0 -l udp://127.0.0.1:0 --rate 0
+    serve shim 0 -l udp://127.0.0.1:0 --rate 0
     started=$?
     server_env=
     [ $started -eq 0 ] || { fail "b: the server did not start"; continue; }
-    "$soak" --port-file "$tmp/shim.ports" --calm --tolerate-resets \
+    "$soak" --port-file "$tmp/shim.port" --calm --tolerate-resets \
         --clients 40 --rooms 2 --seconds $((8 * scale)) --act-ms 150 \
         --seed "$seed" --fault-stop-file "$tmp/stop" --settle 0 \
         --rss-margin-pct -1 --quiet --max-wait $((40 * scale)) \
@@ -240,7 +214,7 @@ for seed in 11 12; do
     soak_status=$?
     cat "$tmp/shim.out"
     grep '^FAIL' "$tmp/shim.err" | head -10
-    stop_server
+    stop_server "$pid"
     [ "$soak_status" -eq 0 ] || fail "b$seed: soak status $soak_status"
     [ "$status" -eq 0 ] || fail "b$seed: server exit status $status"
     resets=$(grep -c '^reset ' "$tmp/faults.log" 2>/dev/null)
@@ -253,7 +227,7 @@ for seed in 11 12; do
         fail "b$seed: $resets resets injected but $hits sessions ended"
     # The others are told why: a reset met while sending is a reset too,
     # not an orderly close.
-    said=$(grep -c 'left: connection reset$' "$tmp/shim.log")
+    said=$(grep -c 'left: connection reset$' "$tmp/shim.server.err")
     [ "$said" = "${resets:-0}" ] ||
         fail "b$seed: $resets resets injected but $said quits say \"connection reset\""
     for k in partial eintr eagain accept; do
@@ -267,9 +241,9 @@ echo "== c: allocations of 256 KiB or more fail; 4 clients need them, 20 chat"
 started=skip
 if ! command -v perl >/dev/null 2>&1; then
     echo "SKIP c: no perl for the clients that make the server allocate"
-elif [ -n "$wrapper" ]; then
+elif [ -n "$wrap" ]; then
     # valgrind preloads its own malloc ahead of the shim's: nothing fails.
-    echo "SKIP c: under $wrapper the shim cannot make malloc fail"
+    echo "SKIP c: under $wrap the shim cannot make malloc fail"
 else
     cat >"$tmp/hog.pl" <<'PERL'
 # hog.pl PORT-FILE: clients whose traffic makes sockchatd allocate large
@@ -482,7 +456,7 @@ PERL
     # --rate 0 for the pings, a frame and a queue that may grow past the
     # failing size; the shim waits for the start file, so that the server
     # starts cleanly.
-    start_server nomem 0 --rate 0 --max-frame 1048576 --max-queue 8388608
+    serve nomem 0 --rate 0 --max-frame 1048576 --max-queue 8388608
     started=$?
     server_env=
 fi
@@ -492,27 +466,28 @@ elif [ "$started" -ne 0 ]; then
     fail "c: the server did not start"
 else
     touch "$tmp/start"
-    "$soak" --port-file "$tmp/nomem.ports" --calm --clients 20 --rooms 2 \
+    "$soak" --port-file "$tmp/nomem.port" --calm --clients 20 --rooms 2 \
         --seconds $((8 * scale)) --act-ms 150 --seed 13 \
         --fault-stop-file "$tmp/stop" --settle 0 --rss-margin-pct -1 \
         --quiet --max-wait $((40 * scale)) \
         >"$tmp/nomem.out" 2>"$tmp/nomem.err" &
     soak_pid=$!
+    pids="$pids $soak_pid"
     sleep 1
-    perl "$tmp/hog.pl" "$tmp/nomem.ports" >"$tmp/hog.out" 2>"$tmp/hog.err"
+    perl "$tmp/hog.pl" "$tmp/nomem.port" >"$tmp/hog.out" 2>"$tmp/hog.err"
     hog_status=$?
     [ -e "$tmp/stop" ] &&
         fail "c: the soak ended before the clients that need memory did"
-    wait "$soak_pid"
-    soak_status=$?
+    reap "$soak_pid"
+    soak_status=$status
     cat "$tmp/nomem.out"
     grep '^FAIL' "$tmp/nomem.err" | head -10
     cat "$tmp/hog.out" "$tmp/hog.err"
-    stop_server
+    stop_server "$pid"
     [ "$soak_status" -eq 0 ] || fail "c: soak status $soak_status"
     if [ "$status" -ne 0 ]; then
         fail "c: server exit status $status"
-        tail -2 "$tmp/nomem.log"
+        tail -2 "$tmp/nomem.server.err"
     fi
     [ "$hog_status" -eq 0 ] || fail "c: hog.pl status $hog_status"
     for who in hogframe hogqueue hogjoin1 hogjoin2; do
@@ -523,14 +498,14 @@ else
     done
     grep -q '^watcher: alive$' "$tmp/hog.out" ||
         fail "c: the member that saw them go was not served afterwards"
-    drops=$(grep -c 'out of memory for its' "$tmp/nomem.log")
-    left=$(grep -c 'left: out of memory$' "$tmp/nomem.log")
+    drops=$(grep -c 'out of memory for its' "$tmp/nomem.server.err")
+    left=$(grep -c 'left: out of memory$' "$tmp/nomem.server.err")
     failed_allocs=$(grep -c '^nomem ' "$tmp/allocs.log" 2>/dev/null)
     summary=$(grep '^summary ' "$tmp/allocs.log" 2>/dev/null | tail -1)
     echo "shim: $summary"
     echo "allocations failed: $failed_allocs, clients dropped: $drops" \
         "(seen to leave: $left)"
-    grep 'out of memory for its' "$tmp/nomem.log"
+    grep 'out of memory for its' "$tmp/nomem.server.err"
     [ "$drops" -eq 4 ] || fail "c: $drops clients dropped for memory, not 4"
     [ "$left" -eq 4 ] || fail "c: $left quits for memory logged, not 4"
     [ "$failed_allocs" -ge 4 ] || fail "c: only $failed_allocs allocations failed"

@@ -13,75 +13,37 @@
 # when bench/soak is not built.
 set -u
 
-builddir=${abs_top_builddir:-$(cd "$(dirname "$0")/.." && pwd)}
-server=${SOCKCHATD:-$builddir/server/sockchatd}
+# start_server, stop_server, wait_for, reap, fail and the rest: tests/lib.sh.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 soak=${SOAK:-$builddir/bench/soak}
-scale=${IT_TIMEOUT_SCALE:-1}
-wrapper=${SOCKCHATD_WRAPPER:-}
 
-[ -x "$server" ] || { echo "SKIP: no server at $server"; exit 77; }
+[ -x "$SOCKCHATD" ] || { echo "SKIP: no server at $SOCKCHATD"; exit 77; }
 [ -x "$soak" ] || { echo "SKIP: bench/soak is not built (make bench/soak)"; exit 77; }
 command -v date >/dev/null && [ "$(date +%N)" != "%N" ] ||
     { echo "SKIP: date +%N is needed to time the exit"; exit 77; }
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/it_signals.XXXXXX") || exit 99
-pid=
-soak_pid=
-cleanup() {
-    for p in $pid $soak_pid; do
-        kill -KILL "$p" 2>/dev/null
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+it_setup it_signals
 XDG_CONFIG_HOME=$tmp/xdg; export XDG_CONFIG_HOME
-failed=0
-fail() { echo "FAIL: $*"; failed=1; }
+# The servers log at their default level (the checks read the log), and
+# they get 5 s (scaled) to start, and to exit after SIGTERM.
+server_opts=
+wait_tenths=50
 
-# start_server NAME ARGS...: in the background, with its port file.
-start_server() {
+# serve NAME ARGS...: start_server with tcp, udp and unix listeners before
+# ARGS, all of which soak uses; the PID in $pid.
+serve() {
     name=$1
     shift
-    rm -f "$tmp/$name.ports" "$tmp/$name.sock"
-    $wrapper "$server" -l tcp://127.0.0.1:0 -l udp://127.0.0.1:0 \
-        -l "unix://$tmp/$name.sock" --port-file "$tmp/$name.ports" "$@" \
-        2>"$tmp/$name.log" &
-    pid=$!
-    i=0
-    while [ ! -s "$tmp/$name.ports" ]; do
-        i=$((i + 1))
-        if [ $i -gt $((50 * scale)) ] || ! kill -0 "$pid" 2>/dev/null; then
-            echo "the server did not start:"; tail -5 "$tmp/$name.log"
-            exit 99
-        fi
-        sleep 0.1
-    done
+    rm -f "$tmp/$name.sock"
+    start_server "$name" -l tcp://127.0.0.1:0 -l udp://127.0.0.1:0 \
+        -l "unix://$tmp/$name.sock" "$@"
+    pid=$spid
 }
 
-# wait_file FILE SECONDS
+# wait_file FILE SECONDS: 1 if FILE is not there in time, or the soak ends
+# first.
 wait_file() {
-    i=0
-    while [ ! -e "$1" ]; do
-        i=$((i + 1))
-        [ $i -gt $(($2 * 10 * scale)) ] && return 1
-        kill -0 "$soak_pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 0
-}
-
-# stop_server: SIGTERM, wait (bounded); the exit status in $status.
-stop_server() {
-    kill -TERM "$pid" 2>/dev/null
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt $((100 * scale)) ]; do
-        sleep 0.05
-        i=$((i + 1))
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-    wait "$pid"
-    status=$?
-    pid=
+    wait_for "test -e '$1' || ! kill -0 $soak_pid" $(($2 * 10)) && [ -e "$1" ]
 }
 
 write_config() { # motd max-queue
@@ -92,13 +54,14 @@ write_config() { # motd max-queue
 # ---- 1. SIGHUP during a flood -----------------------------------------------
 echo "== SIGHUP during a flood reloads and drops nobody"
 write_config before 1048576
-start_server hup --config "$tmp/cfg"
+serve hup --config "$tmp/cfg"
 rm -f "$tmp/ready"
-"$soak" --port-file "$tmp/hup.ports" --calm --flood 4 --clients 30 --rooms 2 \
+"$soak" --port-file "$tmp/hup.port" --calm --flood 4 --clients 30 --rooms 2 \
     --seconds $((8 * scale)) --ready-file "$tmp/ready" --expect-motd after \
     --settle 0 --rss-margin-pct -1 --max-wait $((40 * scale)) \
     >"$tmp/hup.out" 2>"$tmp/hup.err" &
 soak_pid=$!
+pids="$pids $soak_pid"
 if wait_file "$tmp/ready" 15; then
     sleep 1
     write_config middle 2097152
@@ -113,30 +76,30 @@ if wait_file "$tmp/ready" 15; then
 else
     fail "the soak clients were not all in their rooms in time"
 fi
-wait "$soak_pid"
-soak_status=$?
-soak_pid=
+reap "$soak_pid"
+soak_status=$status
 cat "$tmp/hup.out"
 grep '^FAIL' "$tmp/hup.err" | head -10
 [ "$soak_status" -eq 0 ] || fail "soak during SIGHUP: status $soak_status"
-reloads=$(grep -c 'configuration reloaded' "$tmp/hup.log")
-kept=$(grep -c 'keeping the old configuration' "$tmp/hup.log")
+reloads=$(grep -c 'configuration reloaded' "$tmp/hup.server.err")
+kept=$(grep -c 'keeping the old configuration' "$tmp/hup.server.err")
 echo "reloads=$reloads refused=$kept"
 [ "$reloads" -eq 2 ] || fail "expected 2 reloads, the log has $reloads"
 [ "$kept" -eq 1 ] || fail "expected 1 refused reload, the log has $kept"
-grep -q 'max-frame must be' "$tmp/hup.log" ||
+grep -q 'max-frame must be' "$tmp/hup.server.err" ||
     fail "the broken file was not reported"
-stop_server
+stop_server "$pid"
 [ "$status" -eq 0 ] || fail "server exit status $status after SIGTERM"
 
 # ---- 2. SIGTERM during a flood --------------------------------------------
 echo "== SIGTERM during a flood: bye to everyone, exit 0 within a second"
-start_server term --rate 0
+serve term --rate 0
 rm -f "$tmp/ready"
-"$soak" --port-file "$tmp/term.ports" --calm --flood 4 --until-bye \
+"$soak" --port-file "$tmp/term.port" --calm --flood 4 --until-bye \
     --clients 30 --rooms 2 --seconds 60 --ready-file "$tmp/ready" \
     --max-wait $((30 * scale)) >"$tmp/term.out" 2>"$tmp/term.err" &
 soak_pid=$!
+pids="$pids $soak_pid"
 if wait_file "$tmp/ready" 15; then
     sleep 1
     t0=$(date +%s%N)
@@ -148,20 +111,17 @@ if wait_file "$tmp/ready" 15; then
     done
     t1=$(date +%s%N)
     ms=$(((t1 - t0) / 1000000))
-    wait "$pid"
-    status=$?
-    pid=
+    reap "$pid"
     echo "server exit=$status ${ms} ms after SIGTERM"
     [ "$status" -eq 0 ] || fail "server exit status $status after SIGTERM"
     [ "$ms" -le $((1000 * scale)) ] ||
         fail "the server took $ms ms to exit (limit $((1000 * scale)))"
 else
     fail "the soak clients were not all in their rooms in time"
-    stop_server
+    stop_server "$pid"
 fi
-wait "$soak_pid"
-soak_status=$?
-soak_pid=
+reap "$soak_pid"
+soak_status=$status
 cat "$tmp/term.out"
 grep '^FAIL' "$tmp/term.err" | head -10
 [ "$soak_status" -eq 0 ] || fail "not every client got bye (soak status $soak_status)"

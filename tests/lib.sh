@@ -11,17 +11,30 @@
 # it next to itself. Nothing here writes outside $tmp.
 #
 # Reads from the environment:
-#   SOCKCHATD          the sockchatd binary (required)
-#   SOCKCHAT           the sockchat binary (required)
+#   abs_top_builddir   the build tree (make check sets it); run by hand, the
+#                      directory above the script's
+#   SOCKCHATD          the sockchatd binary (default: server/sockchatd in
+#                      the build tree)
+#   SOCKCHAT           the sockchat binary (default: client/sockchat there)
 #   SOCKCHATD_WRAPPER  a command to run sockchatd under (check-valgrind);
 #                      empty or unset for none
 #   IT_TIMEOUT_SCALE   a whole number that stretches every wait and client
 #                      timeout (check-valgrind sets 10); anything else is 1
 #   TMPDIR             where $tmp is made (default /tmp)
 #
-# Sets: wrap (SOCKCHATD_WRAPPER), scale, ct (the clients' --timeout, 10 s
-# scaled), ESC (the escape byte); it_setup sets tmp, pids, failed and n.
-# The functions also set name, input, fd, i, p and f as they go.
+# Sets: builddir, wrap (SOCKCHATD_WRAPPER), scale, ct (the clients'
+# --timeout, 10 s scaled), ESC (the escape byte); it_setup sets tmp, pids,
+# failed and n. The functions also set name, input, fd, i, p, f and
+# status as they go.
+#
+# A script may change these after sourcing this file:
+#   wait_tenths    how long wait_for, try_server and stop_server wait when
+#                  not told, in tenths of a second before scaling (100)
+#   server_opts    words try_server puts before its ARGS (-q)
+#   server_env     NAME=VALUE words for the servers' environment only
+#                  (none)
+#   server_nofile  the servers' descriptor limit, soft and hard (0: this
+#                  shell's)
 #
 # Defines:
 #   it_setup NAME          make $tmp (NAME.XXXXXX) and trap exit: on exit,
@@ -31,16 +44,22 @@
 #   ok TEXT                a TAP "ok" line
 #   not_ok TEXT [FILE...]  a TAP "not ok" line, then each FILE as comments;
 #                          the script will exit 1
+#   fail TEXT...           a "FAIL: TEXT" line, for the scripts that are not
+#                          TAP; the script will exit 1
 #   wait_for CMD [TENTHS]  poll CMD (eval'd) every 0.1 s for up to TENTHS
-#                          (default 100) times $scale; 1 on timeout
+#                          (default $wait_tenths) times $scale; 1 on timeout
 #   try_server NAME [ARGS...]
-#                          sockchatd -q --port-file $tmp/NAME.port ARGS, its
+#                          sockchatd --port-file $tmp/NAME.port $server_opts
+#                          ARGS, with $server_env and $server_nofile, its
 #                          stderr in $tmp/NAME.server.err, its PID in $pids;
 #                          sets $spid; 0 and $url (the port file's first
 #                          line) once it listens, 1 if it exits or times out
 #   start_server NAME [ARGS...]
 #                          try_server, or "Bail out!" and exit 99
-#   stop_server PID        kill PID and reap it (bounded)
+#   stop_server PID        SIGTERM to PID, SIGKILL if it is still there
+#                          after $wait_tenths scaled; reap it
+#   reap PID               wait for PID, its exit status in $status; drop it
+#                          from $pids (the number may be reused)
 #   run_batch NAME STDIN-TEXT [ARGS...]
 #                          sockchat --timeout $ct --batch ARGS with STDIN-TEXT
 #                          as input, killed after 30 s scaled; stdout,
@@ -59,8 +78,10 @@
 #
 # shellcheck shell=sh disable=SC2034 # its variables are for the caller
 
-: "${SOCKCHATD:?set SOCKCHATD to the sockchatd binary}"
-: "${SOCKCHAT:?set SOCKCHAT to the sockchat binary}"
+# Run by hand, the binaries of the tree the script is in.
+builddir=${abs_top_builddir:-$(cd "$(dirname "$0")/.." && pwd)}
+SOCKCHATD=${SOCKCHATD:-$builddir/server/sockchatd}
+SOCKCHAT=${SOCKCHAT:-$builddir/client/sockchat}
 
 # check-valgrind runs the server under a wrapper and stretches the waits.
 wrap=${SOCKCHATD_WRAPPER:-}
@@ -70,6 +91,10 @@ case $scale in
 esac
 ct=$((10 * scale)) # the clients' --timeout
 ESC=$(printf '\033')
+wait_tenths=100
+server_opts=-q
+server_env=
+server_nofile=0
 
 it_setup() { # NAME
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || exit 99
@@ -108,11 +133,16 @@ not_ok() {
     return 0
 }
 
+fail() {
+    echo "FAIL: $*"
+    failed=1
+}
+
 wait_for() {
     i=0
     while ! eval "$1" >/dev/null 2>&1; do
         i=$((i + 1))
-        [ "$i" -ge $((${2:-100} * scale)) ] && return 1
+        [ "$i" -ge $((${2:-$wait_tenths} * scale)) ] && return 1
         sleep 0.1
     done
     return 0
@@ -122,8 +152,16 @@ try_server() {
     name=$1
     shift
     rm -f "$tmp/$name.port"
-    $wrap "$SOCKCHATD" --port-file "$tmp/$name.port" -q "$@" \
-        2>"$tmp/$name.server.err" &
+    # The limit is set in a subshell that then becomes the server: it is
+    # the server's alone, and $! is the server itself.
+    # shellcheck disable=SC2086 # server_env and server_opts are word lists
+    (
+        if [ "${server_nofile:-0}" -gt 0 ]; then
+            ulimit -n "$server_nofile" || exit 3
+        fi
+        exec ${server_env:+env $server_env} $wrap "$SOCKCHATD" \
+            --port-file "$tmp/$name.port" $server_opts "$@"
+    ) 2>"$tmp/$name.server.err" &
     spid=$!
     pids="$pids $spid"
     # A server that exits without a port file will never write one.
@@ -141,8 +179,16 @@ start_server() {
 
 stop_server() {
     kill "$1" 2>/dev/null
-    wait_for "! kill -0 $1"
+    # Bounded: one that outlives SIGTERM is killed, so that reap cannot hang.
+    wait_for "! kill -0 $1" || kill -KILL "$1" 2>/dev/null
+    reap "$1"
+}
+
+reap() {
     wait "$1" 2>/dev/null
+    status=$?
+    pids=$(for p in $pids; do [ "$p" = "$1" ] || printf ' %s' "$p"; done)
+    return "$status"
 }
 
 run_batch() {
