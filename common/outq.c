@@ -126,12 +126,6 @@ outq_grow(struct outq *q)
 }
 
 int
-outq_reserve(struct outq *q)
-{
-    return outq_grow(q);
-}
-
-int
 outq_push_force(struct outq *q, struct frame_blob *b)
 {
     if (outq_grow(q) != CHAT_OK)

@@ -59,9 +59,6 @@ outq_bytes(const struct outq *q)
  * when it would take the queue over its cap, or CHAT_ENOMEM when the ring
  * could not grow (in both cases nothing is queued and q is as it was). */
 int outq_push(struct outq *q, struct frame_blob *b);
-/* Make room for one more entry, so that the next push cannot fail for
- * memory. CHAT_OK, or CHAT_ENOMEM (q as it was). */
-int outq_reserve(struct outq *q);
 /* Queue b whatever the cap (a last error before closing). CHAT_OK, or
  * CHAT_ENOMEM (nothing queued). */
 int outq_push_force(struct outq *q, struct frame_blob *b);
