@@ -21,6 +21,8 @@ MAXS=30 # per loadgen run; it aborts with an error past this
 die() { printf 'run-select: %s\n' "$*" >&2; exit 1; }
 [ -x "$SOCKCHATD" ] || die "no $SOCKCHATD (make server/sockchatd)"
 [ -x "$LOADGEN" ] || die "no $LOADGEN (make bench/loadgen)"
+. "$top/bench/stale.sh"
+stale_check_programs
 command -v jq >/dev/null || die "jq is needed for the table"
 mkdir -p "$OUT"
 # N=900 needs 900 descriptors on each side; select's FD_SETSIZE is 1024.

@@ -57,6 +57,8 @@ if [ "$TABLE_ONLY" != 1 ]; then
     [ -x "$SOCKCHATD" ] || die "no $SOCKCHATD (make server/sockchatd)"
     [ -x "$LOADGEN" ] || die "no $LOADGEN (make bench/loadgen)"
     [ -x "$LOSSY" ] || die "no $LOSSY (make tests/lossy)"
+    . "$top/bench/stale.sh"
+    stale_check_programs
 fi
 
 # name|listener (tcp, udp or unix)|drop probability through tests/lossy,
@@ -184,6 +186,7 @@ else
         echo "start: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)"
     } >"$OUT/machine.txt"
     names=$(echo "$ROWS" | cut -d'|' -f1 | grep -E -- "$ONLY" | tr '\n' ' ')
+    [ -n "$names" ] || die "no row matches ONLY=$ONLY"
     t0=$(date +%s)
     rep=1
     while [ $rep -le "$REPS" ]; do
