@@ -244,8 +244,8 @@ main(int argc, char **argv)
     memset(text, 'x', TEXT_LEN);
     text[TEXT_LEN] = '\0';
     /* A delivery as the fan-out benchmark's receivers get it. */
-    msg = msg_encode_message("bench", NULL, "lg-s3", text, false,
-                             1795000000000, 123456, NULL, &len);
+    msg = msg_encode_message("bench", NULL, "lg-s3", text, false, 1795000000000,
+                             123456, NULL, &len);
     if (msg == NULL) {
         fprintf(stderr, "sealcost: out of memory\n");
         return 1;
@@ -269,8 +269,8 @@ main(int argc, char **argv)
             return 1;
         }
         extra = r.open_ns - r.copy_ns;
-        printf("| %zu | %zu | %.0f | %.0f | %.0f | %.0f |", ks[i],
-               r.sealed_len, r.seal_ns, r.open_ns, r.copy_ns, extra);
+        printf("| %zu | %zu | %.0f | %.0f | %.0f | %.0f |", ks[i], r.sealed_len,
+               r.seal_ns, r.open_ns, r.copy_ns, extra);
         if (plain_ns > 0)
             printf(" %.2f |", plain_ns / (plain_ns + extra));
         printf("\n");

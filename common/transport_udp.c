@@ -39,7 +39,7 @@
 #define UDP_ACCEPT_BATCH 64   /* datagrams a listener reads per accept() */
 #define UDP_RECV_BATCH 64     /* datagrams a session reads per recv() */
 #define UDP_FLUSH_BATCH 256   /* datagrams a session sends per flush */
-/* Segmentation offload (doc/UDP.md section 9): one send hands the kernel
+/* Segmentation offload (doc/UDP.md section 8.4): one send hands the kernel
  * up to UDP_GSO_SEGS datagrams of one size (UDP_SEGMENT), and one receive
  * may return up to UDP_GRO_MAX bytes of datagrams the kernel kept together
  * (UDP_GRO). 48 x 1200 bytes stays below both the 64-segment limit of
@@ -106,7 +106,7 @@ struct udp_transport {
      * room, and datagrams ignored (malformed, foreign, forged, late) */
     uint64_t cookies, refused, ignored;
     /* session counters: datagrams sent and the calls that sent them, and
-     * datagrams received and the reads that took them (runs, section 9 of
+     * datagrams received and the reads that took them (runs, section 8.4 of
      * doc/UDP.md, make the calls fewer than the datagrams) */
     uint64_t dgrams_out, sends_out, dgrams_in, reads_in;
 };
@@ -249,7 +249,7 @@ udp_alloc(int fd)
 
 /*
  * Segmentation offload for a session's connected socket (doc/UDP.md
- * section 9): send runs of datagrams in one call where the kernel knows
+ * section 8.4): send runs of datagrams in one call where the kernel knows
  * UDP_SEGMENT (Linux 4.18), and take runs the peer sent that way in one
  * receive (UDP_GRO, Linux 5.0); without UDP_GRO the kernel cuts runs into
  * datagrams before they reach us. Both are optimisations: a kernel without
