@@ -255,12 +255,19 @@ else
         "$tmp/passive.out" "$tmp/passive.out.err"
 fi
 
-# 4. A stopped server drops out after its expiry (3 beacon periods).
+# 4. A stopped server drops out after its expiry (3 beacon periods). The
+# watcher learns the period from the gap between two beacons and keeps a
+# server it heard only once for 15 s (DISCOVERY_EXPIRY_DEFAULT), so beta is
+# stopped only once the watcher can have heard it twice: 2.5 s (two periods
+# at the most jitter, +20%, and a margin) after it listed beta. (A fixed
+# 2-s wait failed once on a loaded machine: beta listed at 1.16 s, stopped
+# at 2.02 s before its second beacon, and kept for 15 s.)
 t0=$(now_ms)
-watch "$H3" "$tmp/expire.out" 8 --passive &
+watch "$H3" "$tmp/expire.out" 11 --passive &
 wpid=$!
 pids="$pids $wpid"
-sleep 2
+wait_for "grep -q '\"name\":\"beta\"' '$tmp/expire.out'"
+sleep 2.5
 tk=$(($(now_ms) - t0))
 stop_server beta
 wait "$wpid" 2>/dev/null
