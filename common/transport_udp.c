@@ -258,13 +258,20 @@ udp_alloc(int fd)
 static void
 udp_offload(struct udp_transport *u)
 {
+    /* Whether the kernel knows UDP_SEGMENT does not change while we run:
+     * ask once (-1: not asked yet). */
+    static int kernel_gso = -1;
     int v = 0;
     socklen_t len = sizeof(v);
 
-    u->gso = getsockopt(u->base.fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0;
-    if (!u->gso)
-        trace_sock("getsockopt(fd=%d, UDP_SEGMENT) = -1 %s", u->base.fd,
-                   strerror(errno));
+    if (kernel_gso < 0) {
+        kernel_gso =
+            getsockopt(u->base.fd, SOL_UDP, UDP_SEGMENT, &v, &len) == 0;
+        if (!kernel_gso)
+            trace_sock("getsockopt(fd=%d, UDP_SEGMENT) = -1 %s", u->base.fd,
+                       strerror(errno));
+    }
+    u->gso = kernel_gso;
     (void)udp_setopt(u->base.fd, SOL_UDP, UDP_GRO, "UDP_GRO");
 }
 
@@ -289,6 +296,14 @@ udp_reg_unref(struct udp_reg *reg)
 }
 
 /* ---- sending ------------------------------------------------------------ */
+
+/* How many datagrams n bytes of datagrams of seg bytes each are (the last
+ * may be shorter): a run's size in datagrams. */
+static size_t
+udp_dgram_count(size_t n, size_t seg)
+{
+    return (n + seg - 1) / seg;
+}
 
 /* What a send of count datagrams on a connected socket that returned r
  * means: CHAT_OK (sent, or lost the way the network loses datagrams) or
@@ -366,13 +381,14 @@ udp_send_gso(struct udp_transport *u, const uint8_t *d, size_t n, size_t seg)
     while (r < 0 && errno == EINTR);
     trace_sock("sendmsg(fd=%d, %zu bytes in %zu datagrams, UDP_SEGMENT %zu) "
                "= %zd%s%s",
-               u->base.fd, n, (n + seg - 1) / seg, seg, r, r < 0 ? " " : "",
+               u->base.fd, n, udp_dgram_count(n, seg), seg, r,
+               r < 0 ? " " : "",
                r < 0 ? strerror(errno) : "");
     if (r < 0 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT)) {
         u->gso = false;
         return CHAT_ESYS;
     }
-    return udp_send_result(u, r, (n + seg - 1) / seg);
+    return udp_send_result(u, r, udp_dgram_count(n, seg));
 }
 
 /* Send a run of datagrams of seg bytes each (the last maybe shorter): in
@@ -429,31 +445,30 @@ udp_send_or_keep(struct udp_transport *u, const uint8_t *run, size_t len,
 static void
 udp_flush(struct udp_transport *u, int64_t now)
 {
-    uint8_t run[UDP_GSO_MAX];
-    size_t len = 0, seg = 0, n, sent;
+    uint8_t run[UDP_GSO_MAX], *old = u->pend;
+    size_t len = 0, seg = 0, n;
+    bool sent;
     int i;
 
-    if (u->pend_len > 0) {
-        sent = udp_send_run(u, u->pend, u->pend_len, u->pend_seg);
-        if (sent < u->pend_len) {
-            memmove(u->pend, u->pend + sent, u->pend_len - sent);
-            u->pend_len -= sent;
-            return;
-        }
-        g_free(u->pend);
-        u->pend = NULL;
-        u->pend_len = 0;
-    }
     u->blocked = false;
+    if (old != NULL) {
+        /* What waited goes first; what of it the socket still does not
+         * take waits again. */
+        u->pend = NULL;
+        sent = udp_send_or_keep(u, old, u->pend_len, u->pend_seg);
+        g_free(old);
+        if (!sent)
+            return;
+    }
     for (i = 0; i < UDP_FLUSH_BATCH; i++) {
         n = udp_rel_poll_output(u->rel, now, run + len);
         if (n == 0)
             break;
         if (len > 0 && n > seg) {
-            /* Longer than the run's datagrams: it starts the next run. */
-            /* When the socket is full here, that datagram is lost as
-             * the network loses one: the acks of those after it show
-             * the hole and rel sends it again. */
+            /* Longer than the run's datagrams: it starts the next run.
+             * When the socket is full here, that datagram is lost as the
+             * network loses one: the acks of those after it show the hole
+             * and rel sends it again. */
             if (!udp_send_or_keep(u, run, len, seg))
                 return;
             memmove(run, run + len, n);
@@ -1040,7 +1055,7 @@ udp_peek(struct udp_transport *u, uint8_t *d, size_t cap, size_t *seg)
                        sizeof(what));
         if (*seg < (size_t)r)
             trace_sock("recv(fd=%d) = %zd in %zu datagrams of %zu, first %s",
-                       u->base.fd, r, ((size_t)r + *seg - 1) / *seg, *seg,
+                       u->base.fd, r, udp_dgram_count((size_t)r, *seg), *seg,
                        what);
         else
             trace_sock("recv(fd=%d) = %zd %s", u->base.fd, r, what);
@@ -1095,7 +1110,7 @@ udp_feed(struct udp_transport *u, int64_t now, const uint8_t *d, size_t n,
     if (n > UDP_GRO_MAX || seg == 0 || seg > UDP_DGRAM_MAX)
         return;
     u->reads_in++;
-    u->dgrams_in += (n + seg - 1) / seg;
+    u->dgrams_in += udp_dgram_count(n, seg);
     for (off = 0; off < n; off += len) {
         len = MIN(seg, n - off);
         if (check_foreign && udp_session_foreign(u, d + off, len))
